@@ -1,0 +1,21 @@
+# The two commands of the README. Both set up first (idempotent).
+.PHONY: setup demo test test-fast lint bench
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	.venv/bin/tkds demo --out demo
+
+test: setup lint
+	.venv/bin/pytest
+
+test-fast: setup lint
+	.venv/bin/pytest -m "not slow"
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+bench: setup
+	.venv/bin/python benchmarks/synth.py

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Sets up tkds on this machine: system packages, a virtual environment in .venv, and the package in
+# editable mode with its dev extras. Idempotent: a second run only checks and returns in seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fail() { echo "setup: $*" >&2; exit 1; }
+
+# --- Python 3.11: the torch/torchcodec wheels on this stack are built for it.
+PYTHON=${PYTHON:-}
+if [ -z "$PYTHON" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 \
+       && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+      PYTHON=$candidate; break
+    fi
+  done
+fi
+[ -n "$PYTHON" ] || fail "Python 3.11 is required (found: $(python3 --version 2>&1 || echo none)); install it or set PYTHON=/path/to/python3.11"
+
+# --- System packages: FFmpeg (CLI and the shared libraries torchcodec loads) and Chromium.
+missing=()
+command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null 2>&1 || fail "missing ${missing[*]} and there is no apt-get; install them with your package manager and re-run"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || fail "missing ${missing[*]}; run this script as root or install them: apt-get install ${missing[*]}"
+    SUDO=sudo
+  fi
+  echo "setup: installing ${missing[*]} with apt-get"
+  $SUDO apt-get update -qq || fail "apt-get update failed; check the network or your apt sources"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || fail "apt-get install ${missing[*]} failed"
+fi
+
+# --- Virtual environment, reinstalled only when pyproject.toml changes.
+VENV=.venv
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV"
+  "$PYTHON" -m venv "$VENV" || fail "could not create $VENV (is the python3.11-venv package installed?)"
+fi
+stamp="$VENV/.tkds-installed"
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing tkds[dev] into $VENV (first time: about 2 minutes)"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]' \
+    || fail "pip install failed; see the messages above"
+  echo "$want" > "$stamp"
+fi
+"$VENV/bin/python" -c 'import tkds, torchcodec' || fail "tkds or torchcodec does not import; delete $VENV and re-run"
+echo "setup: ready ($VENV/bin/tkds)"

@@ -1,0 +1,3 @@
+from tkds.cli import main
+
+main()

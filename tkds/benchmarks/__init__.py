@@ -1,0 +1,1 @@
+"""The benchmark harness: embed, score the downstream tasks, write the leaderboard."""

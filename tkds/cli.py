@@ -1,0 +1,114 @@
+"""The `tkds` command line: parses arguments and calls the library. Errors are one line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+import tkds
+from tkds.console import console
+from tkds.errors import TkdsError
+
+
+def _size(value: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in value.lower().split("x"))
+    except ValueError:
+        raise TkdsError(f"--size {value!r} is not WIDTHxHEIGHT, e.g. 144x256") from None
+    return width, height
+
+
+def _seconds(value: str) -> tuple[float, float]:
+    try:
+        parts = [float(part) for part in value.split("-")]
+    except ValueError:
+        raise TkdsError(f"--seconds {value!r} is not A-B or A, e.g. 5-7") from None
+    if len(parts) not in (1, 2):
+        raise TkdsError(f"--seconds {value!r} is not A-B or A, e.g. 5-7")
+    return parts[0], parts[-1]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(tkds.__version__, prog_name="tkds")
+def cli() -> None:
+    """tkds: TikTok as a research-grade video dataset and benchmark."""
+
+
+@cli.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--videos", default=200, show_default=True, help="Number of videos.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--size", "size", default="144x256", show_default=True, help="WIDTHxHEIGHT of the mp4s.")
+@click.option("--seconds", default="5-7", show_default=True, help="Duration range A-B in seconds.")
+@click.option("--fps", default=15, show_default=True)
+@click.option("--categories", default=8, show_default=True)
+@click.option("--workers", default=None, type=int, help="Processes; default: all cores.")
+def synth(
+    out: Path, videos: int, seed: int, size: str, seconds: str, fps: int, categories: int, workers: int | None
+) -> None:
+    """Write a SynthTok corpus (mp4 + TikTok item JSON + corpus.json) to OUT."""
+    from tkds.synth import generate
+
+    summary = generate(
+        out,
+        videos,
+        seed=seed,
+        size=_size(size),
+        seconds=_seconds(seconds),
+        fps=fps,
+        categories=categories,
+        workers=workers,
+    )
+    _print_synth_summary(summary)
+
+
+def _print_synth_summary(summary) -> None:
+    busy = summary.render_s + summary.encode_s
+    table = Table(title=f"SynthTok corpus in {summary.out}", show_header=False)
+    table.add_row("videos", f"{summary.videos} ({summary.rendered} rendered, {summary.reused} already there)")
+    table.add_row("failures", "0")
+    table.add_row("wall time", f"{summary.wall_s:.1f} s ({summary.videos_per_s:.2f} videos/s)")
+    if busy:
+        table.add_row("encode share of worker time", f"{summary.encode_s / busy:.0%}")
+    for scope, values in summary.bayes_r2.items():
+        table.add_row(f"Bayes R² likes ({scope})", ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
+    console.print(table)
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("demo"), show_default=True)
+@click.option("--videos", default=200, show_default=True)
+def demo(out: Path, videos: int) -> None:
+    """The embedded default: the whole pipeline that exists today, on a fresh SynthTok corpus."""
+    from tkds.synth import CORPUS_FILE, generate
+    from tkds.synth.summary import corpus_stats, load_corpus
+
+    corpus_dir = out / "corpus"
+    if (corpus_dir / CORPUS_FILE).exists():
+        console.print(f"[bold]synth:[/] {corpus_dir} is complete; reusing it")
+    else:
+        _print_synth_summary(generate(corpus_dir, videos))
+    stats = corpus_stats(load_corpus(corpus_dir))
+    table = Table(title="What the corpus holds", show_header=False)
+    for key, value in stats.items():
+        if key != "bayes_r2":
+            table.add_row(key.replace("_", " "), str(value))
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = cli.main(args=argv, prog_name="tkds", standalone_mode=False)
+    except TkdsError as error:
+        click.echo(f"tkds: error: {error}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("tkds: interrupted; re-run the same command to resume", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        click.echo(f"tkds: error: {error.format_message()} (see --help)", err=True)
+        sys.exit(error.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

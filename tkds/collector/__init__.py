@@ -1,0 +1,1 @@
+"""The collector: discover, fetch and store TikTok videos, audio and metadata in DuckDB."""

@@ -1,0 +1,1 @@
+"""The dataset builder and loader: WebDataset shards with leak-free splits."""

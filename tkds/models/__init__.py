@@ -1,0 +1,1 @@
+"""Encoders, losses and self-supervised methods."""
