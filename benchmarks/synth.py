@@ -23,22 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from tkds.synth import SynthConfig, generate
-from tkds.synth.audio import render_soundtrack
 from tkds.synth.encode import encode_mp4
-from tkds.synth.generate import VideoJob, _plan
-from tkds.synth.visuals import render_frames
+from tkds.synth.generate import VideoJob, plan_corpus, render_media
 
 
 def _prerender(job: VideoJob, folder: Path) -> tuple[Path, Path, VideoJob]:
-    frames = render_frames(job.visual)
-    audio = render_soundtrack(
-        job.sound,
-        job.seconds,
-        job.sample_rate,
-        job.offset_s,
-        job.snr_db,
-        np.random.default_rng(job.audio_seed),
-    )
+    frames, audio = render_media(job)
     frames_path, audio_path = folder / f"{job.index}.frames.npy", folder / f"{job.index}.audio.npy"
     np.save(frames_path, frames)
     np.save(audio_path, audio)
@@ -70,7 +60,7 @@ def main() -> None:
         total_s = time.perf_counter() - started
 
         config = SynthConfig(videos=args.videos, width=size[0], height=size[1], seconds=seconds)
-        jobs = _plan(config, root / "corpus").jobs
+        jobs = plan_corpus(config, root / "corpus").jobs
         raw = root / "raw"
         raw.mkdir()
         tasks = [_prerender(job, raw) for job in jobs]  # untimed: the limit is the encode alone

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -127,3 +128,33 @@ def test_ctrl_c_stops_with_one_line_and_leaves_the_corpus_incomplete(tmp_path: P
     assert process.returncode == 130
     assert stderr.strip().splitlines()[-1] == "tkds: interrupted; re-run the same command to resume"
     assert not (out / "corpus.json").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 150 KB tmpfs: room for a few short videos, not for all of them."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=150k", "tmpfs", str(mount_point)])
+    if mounted.returncode != 0:
+        pytest.skip("mounting a tmpfs needs root; a full disk cannot be simulated here")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_full_disk_names_the_video_and_a_rerun_resumes_once_there_is_room(small_disk: Path) -> None:
+    out = small_disk / "corpus"
+    args = ["--videos", "6", "--seconds", "2-3", "--seed", "3"]
+    failed = tkds("synth", str(out), *args, check=False)
+    assert failed.returncode == 1
+    line = failed.stderr.strip().splitlines()[-1]
+    assert "No space left on device" in line and "re-run to resume" in line
+    assert re.search(r"video \d{19}: ffmpeg failed writing \d{19}\.mp4", line)
+    kept = {p.name for p in (out / "media").glob("*.mp4")}
+    assert kept and not (out / "corpus.json").exists()
+
+    subprocess.run(["mount", "-o", "remount,size=20m", str(small_disk)], check=True)
+    resumed = tkds("synth", str(out), *args)
+    assert f"({6 - len(kept)} rendered, {len(kept)} already there)" in resumed.stderr
+    assert len(list((out / "media").glob("*.mp4"))) == 6 and (out / "corpus.json").exists()
+    assert not list(out.rglob("*.partial"))

@@ -8,6 +8,7 @@ The binary is imageio-ffmpeg's static build: it starts in ~15 ms, the system one
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -67,5 +68,6 @@ def encode_mp4(frames: np.ndarray, audio: np.ndarray, sample_rate: int, fps: int
     if process.returncode != 0:
         partial.unlink(missing_ok=True)
         last = stderr.splitlines()[-1] if stderr else f"exit code {process.returncode}"
+        last = re.sub(r"^\[[^]]*\] ", "", last)  # ffmpeg's "[out#0/mp4 @ 0x...] " context prefix
         raise TkdsError(f"ffmpeg failed writing {out.name}: {last}")
     os.replace(partial, out)

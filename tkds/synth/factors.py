@@ -84,7 +84,7 @@ class SynthConfig:
     observed_at: int = 1793491200  # 2026-11-01 UTC: the clock the counts are observed at
     history_days: int = 540
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         if self.videos < 1:
             raise TkdsError(f"--videos must be at least 1 (got {self.videos})")
         if not (32 <= self.width <= 2160 and 32 <= self.height <= 3840):
@@ -184,7 +184,6 @@ def _sec_uid(rng: np.random.Generator) -> str:
 
 
 def build_world(config: SynthConfig) -> World:
-    config.validate()
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
     k = config.categories
     n_pairs = math.ceil(k / 2)

@@ -89,22 +89,25 @@ class SynthSummary:
         return self.rendered / self.wall_s if self.wall_s else 0.0
 
 
+def render_media(job: VideoJob) -> tuple[np.ndarray, np.ndarray]:
+    """The frames (T, H, W, 3) uint8 and the mono float32 soundtrack of one video."""
+    audio_rng = np.random.default_rng(job.audio_seed)
+    soundtrack = render_soundtrack(
+        job.sound, job.seconds, job.sample_rate, job.offset_s, job.snr_db, audio_rng
+    )
+    return render_frames(job.visual), soundtrack
+
+
 def render_video(job: VideoJob) -> VideoResult:
     """Render frames and soundtrack, then encode; a failure is returned, not raised."""
     try:
         start = time.perf_counter()
-        frames = render_frames(job.visual)
-        audio = render_soundtrack(
-            job.sound,
-            job.seconds,
-            job.sample_rate,
-            job.offset_s,
-            job.snr_db,
-            np.random.default_rng(job.audio_seed),
-        )
+        frames, audio = render_media(job)
         rendered = time.perf_counter()
         encode_mp4(frames, audio, job.sample_rate, job.visual.fps, job.mp4)
         return VideoResult(job.index, rendered - start, time.perf_counter() - rendered)
+    except TkdsError as error:
+        return VideoResult(job.index, error=str(error))
     except Exception as error:  # reported per video, with its id, by the caller
         return VideoResult(job.index, error=f"{type(error).__name__}: {error}")
 
@@ -114,7 +117,7 @@ def _seed_int(*key: int) -> int:
 
 
 @dataclass
-class _Plan:
+class CorpusPlan:
     """The corpus decided in full before any pixel is drawn."""
 
     world: World
@@ -128,7 +131,7 @@ class _Plan:
     jobs: list[VideoJob]
 
 
-def _plan(config: SynthConfig, out: Path) -> _Plan:
+def plan_corpus(config: SynthConfig, out: Path) -> CorpusPlan:
     world = build_world(config)
     draws = draw_videos(world, config.videos, np.random.default_rng(np.random.SeedSequence([config.seed, 4])))
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 5]))
@@ -221,7 +224,7 @@ def _plan(config: SynthConfig, out: Path) -> _Plan:
         sounds.append(sound)
         captions.append(caption)
         tags.append(video_tags)
-    return _Plan(world, draws, ids, sounds, captions, tags, counts, terms, jobs)
+    return CorpusPlan(world, draws, ids, sounds, captions, tags, counts, terms, jobs)
 
 
 def _zipf(values: tuple[str, ...]) -> np.ndarray:
@@ -231,8 +234,14 @@ def _zipf(values: tuple[str, ...]) -> np.ndarray:
 
 def _write_json(path: Path, payload: object, indent: int | None = None) -> None:
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(payload, ensure_ascii=False, indent=indent), encoding="utf-8")
-    os.replace(partial, path)
+    try:
+        partial.write_text(json.dumps(payload, ensure_ascii=False, indent=indent), encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise TkdsError(
+            f"cannot write {path} ({error.strerror}); free space or fix permissions, then re-run to resume"
+        ) from error
 
 
 def _prepare_out(config: SynthConfig, out: Path) -> None:
@@ -290,11 +299,10 @@ def generate(
         fps=fps,
         categories=categories,
     )
-    config.validate()
     out = Path(out)
     _prepare_out(config, out)
     started = time.perf_counter()
-    plan = _plan(config, out)
+    plan = plan_corpus(config, out)
     todo = [job for job in plan.jobs if not job.mp4.exists()]
     summary = SynthSummary(out=out, videos=videos, rendered=0, reused=videos - len(todo))
 
@@ -305,9 +313,8 @@ def generate(
         ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool,
     ):
         pending: set[Future] = set()
-        queue = iter(todo)
         try:
-            for job in queue:  # keep the queue short so Ctrl-C stops promptly
+            for job in todo:  # keep the queue short so Ctrl-C stops promptly
                 pending.add(pool.submit(render_video, job))
                 if len(pending) >= 4 * workers:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -318,11 +325,12 @@ def generate(
             raise
 
     if errors:
-        reasons = Counter(reason.split(":")[0] for reason in errors.values())
+        reasons = Counter(reason.rsplit(": ", 1)[-1] for reason in errors.values())
         first_index, first_reason = next(iter(errors.items()))
+        by_reason = ", ".join(f"{n}x {reason}" for reason, n in reasons.items())
         raise TkdsError(
-            f"{len(errors)} of {videos} videos failed ({', '.join(f'{n} {r}' for r, n in reasons.items())}; "
-            f"first: video {plan.ids[first_index]}: {first_reason}); fix the cause and re-run to resume"
+            f"{len(errors)} of {videos} videos failed ({by_reason}); "
+            f"first: video {plan.ids[first_index]}: {first_reason}; fix the cause and re-run to resume"
         )
 
     _write_items(plan, config)
@@ -344,7 +352,7 @@ def _collect(done: set[Future], summary: SynthSummary, errors: dict[int, str], b
         bar.advance(0)
 
 
-def _author_counts(plan: _Plan) -> dict[int, AuthorCounts]:
+def _author_counts(plan: CorpusPlan) -> dict[int, AuthorCounts]:
     rng = np.random.default_rng(np.random.SeedSequence([plan.world.config.seed, 9]))
     result = {}
     for a, author in enumerate(plan.world.authors):
@@ -363,7 +371,7 @@ def _region(author: Author) -> str:
     return REGIONS[int(author.id) % len(REGIONS)]
 
 
-def _write_items(plan: _Plan, config: SynthConfig) -> None:
+def _write_items(plan: CorpusPlan, config: SynthConfig) -> None:
     author_counts = _author_counts(plan)
     for i, job in enumerate(plan.jobs):
         author_index = int(plan.draws.author[i])
@@ -387,7 +395,7 @@ def _write_items(plan: _Plan, config: SynthConfig) -> None:
         _write_json(job.mp4.parent.parent / "items" / f"{job.video_id}.json", item)
 
 
-def _corpus_card(plan: _Plan, config: SynthConfig, r2: dict) -> dict:
+def _corpus_card(plan: CorpusPlan, config: SynthConfig, r2: dict) -> dict:
     world, draws = plan.world, plan.draws
     originality = draws.originality
     uses = Counter(sound.id for sound in plan.sounds)
