@@ -14,7 +14,7 @@ from tkds.synth.factors import (
     draw_videos,
     likes_terms,
 )
-from tkds.synth.items import rounded_count
+from tkds.tiktok import rounded_count
 
 N = 20_000
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torchcodec.decoders import AudioDecoder, VideoDecoder
 
-from tkds.synth.items import rounded_count
+from tkds.tiktok import rounded_count
 
 
 def test_every_video_decodes_with_matching_durations(small_corpus: Path, corpus_card: dict) -> None:
@@ -80,7 +80,7 @@ def test_item_json_values_follow_tiktok_conventions(small_corpus: Path, corpus_c
         assert tags == truth["hashtags"]
         for entity in item["textExtra"]:
             assert item["desc"][entity["start"] : entity["end"]] == "#" + entity["hashtagName"]
-        assert "expire=" in item["video"]["playAddr"] and item["video"]["playAddr"].startswith("https://")
+        assert "x-expires=" in item["video"]["playAddr"] and item["video"]["playAddr"].startswith("https://")
 
 
 def test_corpus_card_states_factors_and_ceilings(corpus_card: dict) -> None:

@@ -10,34 +10,10 @@ import hashlib
 from dataclasses import dataclass
 
 from tkds.synth.factors import Author, Sound
+from tkds.tiktok import IMAGE_CDN_HOST, media_urls, music_url, rounded_count
 
-VIDEO_CDN = "https://v16-webapp-prime.tiktok.com"
-IMAGE_CDN = "https://p16-sign-va.tiktokcdn.com"
-MUSIC_CDN = "https://sf16-ies-music-va.tiktokcdn.com"
 URL_LIFETIME_S = 6 * 3600
-
-
-def rounded_count(value: int) -> int:
-    """TikTok's display rounding of `stats`: exact below 10k, to hundreds below 1M, then to 100k."""
-    if value < 10_000:
-        return value
-    step = 100 if value < 1_000_000 else 100_000
-    return int(round(value / step) * step)
-
-
-def _signature(*parts: object) -> str:
-    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:32]
-
-
-def video_urls(video_id: str, expires: int) -> dict[str, str]:
-    """The media and cover URLs, signed and expiring as on TikTok's CDNs."""
-    sig = _signature(video_id, expires)
-    play = (
-        f"{VIDEO_CDN}/video/tos/useast2a/tos-useast2a-ve-0068c001/{video_id}/"
-        f"?a=1988&mime_type=video_mp4&expire={expires}&policy=2&signature={sig}"
-    )
-    cover = f"{IMAGE_CDN}/obj/tos-useast2a-p-0037-aiso/{video_id}?x-expires={expires}&x-signature={sig}"
-    return {"play": play, "download": play + "&watermark=1", "cover": cover}
+URL_SECRET = "synthtok"  # the twin re-signs every URL with its own secret when it serves an item
 
 
 @dataclass(frozen=True)
@@ -87,7 +63,14 @@ def _tag_id(tag: str) -> str:
 
 
 def _avatar(author: Author, size: int) -> str:
-    return f"{IMAGE_CDN}/tos-useast2a-avt-0068-aiso/{_signature(author.id)}~c5_{size}x{size}.jpeg"
+    key = hashlib.sha256(author.id.encode()).hexdigest()[:32]
+    return f"https://{IMAGE_CDN_HOST}/tos-useast2a-avt-0068-aiso/{key}~c5_{size}x{size}.jpeg"
+
+
+def _music_cover(sound: Sound, author: Author, size: int) -> str:
+    if sound.original:  # an original sound shows its creator's avatar
+        return _avatar(author, size)
+    return f"https://{IMAGE_CDN_HOST}/tos-useast2a-v-2774/{sound.id}~c5_{size}x{size}.jpeg"
 
 
 def build_item(
@@ -108,7 +91,7 @@ def build_item(
     observed_at: int,
 ) -> dict:
     desc = " ".join([caption, *(f"#{tag}" for tag in tags)])
-    urls = video_urls(video_id, observed_at + URL_LIFETIME_S)
+    urls = media_urls(video_id, observed_at + URL_LIFETIME_S, URL_SECRET)
     stats = {
         "diggCount": counts.likes,
         "shareCount": counts.shares,
@@ -164,10 +147,10 @@ def build_item(
         "music": {
             "id": sound.id,
             "title": sound.title,
-            "playUrl": f"{MUSIC_CDN}/obj/ies-music-aiso/{sound.id}.mp3",
-            "coverThumb": _avatar(author, 100) if sound.original else f"{IMAGE_CDN}/music/{sound.id}.jpeg",
-            "coverMedium": _avatar(author, 720) if sound.original else f"{IMAGE_CDN}/music/{sound.id}.jpeg",
-            "coverLarge": _avatar(author, 1080) if sound.original else f"{IMAGE_CDN}/music/{sound.id}.jpeg",
+            "playUrl": music_url(sound.id),
+            "coverThumb": _music_cover(sound, author, 100),
+            "coverMedium": _music_cover(sound, author, 720),
+            "coverLarge": _music_cover(sound, author, 1080),
             "authorName": sound.author_name,
             "original": sound.original,
             "duration": sound.duration_s,

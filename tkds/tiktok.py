@@ -1,0 +1,58 @@
+"""Facts about TikTok's web surface that more than one stage needs: hosts, URL shapes, status codes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+WEB_HOST = "www.tiktok.com"
+VIDEO_CDN_HOST = "v16-webapp-prime.tiktok.com"
+IMAGE_CDN_HOST = "p16-sign-va.tiktokcdn.com"
+MUSIC_CDN_HOST = "sf16-ies-music-va.tiktokcdn.com"
+# Registrable domains whose hosts belong to TikTok (pages, APIs, media and image CDNs).
+TIKTOK_DOMAINS = ("tiktok.com", "tiktokcdn.com", "tiktokcdn-us.com", "tiktokv.com")
+
+STATUS_OK = 0
+STATUS_UNAVAILABLE = 10204  # "item doesn't exist" and "your IP address is blocked"
+STATUS_PRIVATE_ITEM = 10216
+STATUS_USER_NOT_FOUND = 10221
+STATUS_PRIVATE_ACCOUNT = 10222
+
+
+def is_tiktok_host(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return any(host == domain or host.endswith("." + domain) for domain in TIKTOK_DOMAINS)
+
+
+def rounded_count(value: int) -> int:
+    """TikTok's display rounding of `stats`: exact below 10k, to hundreds below 1M, then to 100k."""
+    if value < 10_000:
+        return value
+    step = 100 if value < 1_000_000 else 100_000
+    return round(value / step) * step
+
+
+def media_signature(secret: str, video_id: str, expires: int) -> str:
+    return hmac.new(secret.encode(), f"{video_id}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def media_urls(video_id: str, expires: int, secret: str) -> dict[str, str]:
+    """Signed, expiring play, download and cover URLs, shaped like TikTok's CDN URLs."""
+    query = f"x-expires={expires}&x-signature={media_signature(secret, video_id, expires)}"
+    play = (
+        f"https://{VIDEO_CDN_HOST}/video/tos/useast2a/tos-useast2a-ve-0068c001/{video_id}/"
+        f"?a=1988&mime_type=video_mp4&policy=2&{query}"
+    )
+    return {
+        "play": play,
+        "download": play + "&watermark=1",
+        "cover": f"https://{IMAGE_CDN_HOST}/obj/tos-useast2a-p-0037-aiso/{video_id}?{query}",
+    }
+
+
+def music_url(music_id: str) -> str:
+    return f"https://{MUSIC_CDN_HOST}/obj/ies-music-aiso/{music_id}.mp3"
+
+
+def video_page_url(unique_id: str, video_id: str) -> str:
+    return f"https://{WEB_HOST}/@{unique_id}/video/{video_id}"
