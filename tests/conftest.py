@@ -30,5 +30,18 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def twin_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """80 one-second videos: enough for two pages of a popular tag."""
+    out = tmp_path_factory.mktemp("twin") / "corpus"
+    generate(out, 80, seed=11, seconds=(1.0, 1.0), progress=False)
+    return out
+
+
+def common_keys(objects: list[dict]) -> set[str]:
+    """The keys every one of `objects` has."""
+    return set.intersection(*(set(o) for o in objects))
+
+
+@pytest.fixture(scope="session")
 def corpus_card(small_corpus: Path) -> dict:
     return json.loads((small_corpus / "corpus.json").read_text())

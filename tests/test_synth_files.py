@@ -11,6 +11,8 @@ from torchcodec.decoders import AudioDecoder, VideoDecoder
 
 from tkds.tiktok import rounded_count
 
+from .conftest import common_keys
+
 
 def test_every_video_decodes_with_matching_durations(small_corpus: Path, corpus_card: dict) -> None:
     config = corpus_card["config"]
@@ -43,20 +45,16 @@ def test_layout_is_complete_and_leaves_no_partial_files(small_corpus: Path, corp
     assert not list(small_corpus.rglob("*.partial"))
 
 
-def _common_keys(objects: list[dict]) -> set[str]:
-    return set.intersection(*(set(o) for o in objects))
-
-
 def test_item_json_has_the_itemstruct_fields_of_real_captures(
     small_corpus: Path, corpus_card: dict, tiktok_fixtures: Path
 ) -> None:
     real = json.loads((tiktok_fixtures / "api_item_list_2021.json").read_text())
     ours = [json.loads(p.read_text()) for p in sorted((small_corpus / "items").glob("*.json"))]
-    assert _common_keys(real) <= _common_keys(ours)
-    assert {"challenges", "textExtra", "statsV2"} <= _common_keys(ours)
+    assert common_keys(real) <= common_keys(ours)
+    assert {"challenges", "textExtra", "statsV2"} <= common_keys(ours)
     for block in ("video", "author", "music", "stats", "authorStats"):
-        real_keys = _common_keys([item[block] for item in real])
-        assert real_keys <= _common_keys([item[block] for item in ours]), block
+        real_keys = common_keys([item[block] for item in real])
+        assert real_keys <= common_keys([item[block] for item in ours]), block
         for item in ours:  # same value types as the capture, block by block
             for key in real_keys:
                 assert type(item[block][key]) is type(real[0][block][key]), (block, key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -76,6 +77,52 @@ def _print_synth_summary(summary) -> None:
     for scope, values in summary.bayes_r2.items():
         table.add_row(f"Bayes R² likes ({scope})", ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
     console.print(table)
+
+
+@cli.command()
+@click.option(
+    "--corpus", type=click.Path(path_type=Path), required=True, help="A corpus in the collection layout."
+)
+@click.option(
+    "--port", default=8080, show_default=True, help="The proxy's port on 127.0.0.1 (0: any free port)."
+)
+@click.option(
+    "--ca-out", type=click.Path(path_type=Path), default=Path("tkds-twin-ca.pem"), show_default=True
+)
+@click.option("--faults", default="", help="Seeded fault rates, e.g. 'rate429=0.05,empty=0.02,reset=0.01'.")
+@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--page-format",
+    type=click.Choice(["universal", "sigi", "next", "mixed"]),
+    default="universal",
+    show_default=True,
+    help="Which era of embedded page JSON video pages carry; mixed picks one per request.",
+)
+def twin(corpus: Path, port: int, ca_out: Path, faults: str, seed: int, page_format: str) -> None:
+    """Serve a corpus as TikTok: an HTTPS proxy for TikTok's hosts, until Ctrl-C."""
+    from tkds.twin import run_forever
+
+    def ready(twin) -> None:
+        videos = len(twin.state.corpus.item_paths)
+        console.print(f"[bold]twin:[/] serving {videos} videos from {corpus} as TikTok")
+        console.print(f"  proxy   {twin.proxy_url}")
+        console.print(f"  CA      {twin.ca_path}")
+        console.print(
+            f"  try     curl --proxy {twin.proxy_url} --cacert {twin.ca_path} https://www.tiktok.com/foryou"
+        )
+        console.print("  Ctrl-C stops it")
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how the twin stops
+        run_forever(
+            corpus,
+            port=port,
+            ca_out=ca_out,
+            faults=faults,
+            seed=seed,
+            page_format=page_format,
+            on_ready=ready,
+        )
+    console.print("twin: stopped")
 
 
 @cli.command()
