@@ -19,3 +19,4 @@ lint: setup
 
 bench: setup
 	.venv/bin/python benchmarks/synth.py
+	.venv/bin/python benchmarks/twin.py

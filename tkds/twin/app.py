@@ -77,6 +77,10 @@ PROFILE_ONLY_FIELDS = {
 }
 
 
+class MediaFile(FileResponse):
+    chunk_size = 1024 * 1024  # fewer, larger TLS writes than the 64 KB default
+
+
 class TokenSet:
     """Tokens the twin has issued, oldest forgotten first."""
 
@@ -219,18 +223,24 @@ def _challenge(state: TwinState) -> Response:
     return HTMLResponse(pages.challenge_page(challenge, CHALLENGE_COOKIE))
 
 
+async def _roll_fault(state: TwinState, kinds: tuple[str, ...]) -> tuple[Response | None, str | None]:
+    """This request's fault: slow ones are delayed here; those with a reply of their own return it."""
+    fault = state.dice.roll(kinds)
+    if fault == "slow":
+        await asyncio.sleep(state.dice.spec.slow_s)
+    return _fault_response(fault, state), fault
+
+
 async def _page_gate(
     request: Request, state: TwinState, kinds: tuple[str, ...]
 ) -> tuple[Response | None, str | None]:
     """Faults for a page visit; a solved challenge cookie spares the visitor another challenge."""
     if _solved_challenge(request, state):
         kinds = tuple(k for k in kinds if k != "challenge")
-    fault = state.dice.roll(tuple(k for k in kinds if k != "reset"))
-    if fault == "slow":
-        await asyncio.sleep(state.dice.spec.slow_s)
+    failed, fault = await _roll_fault(state, tuple(k for k in kinds if k != "reset"))
     if fault == "challenge":
         return _challenge(state), fault
-    return _fault_response(fault, state), fault
+    return failed, fault
 
 
 def _html(body: str, request: Request, state: TwinState) -> HTMLResponse:
@@ -332,10 +342,7 @@ def build_app(state: TwinState) -> Starlette:
             signed, signature = unsigned_target(request.url.path, request.scope["query_string"].decode())
             if token not in state.ms_tokens or signature is None or signature != sign(signed, state.secret):
                 return Response(b"", 200, media_type="application/json")
-            fault = state.dice.roll(API_FAULTS)
-            if fault == "slow":
-                await asyncio.sleep(state.dice.spec.slow_s)
-            failed = _fault_response(fault, state)
+            failed, _ = await _roll_fault(state, API_FAULTS)
             if failed:
                 return failed
             params = request.query_params
@@ -444,16 +451,13 @@ def build_app(state: TwinState) -> Starlette:
             return Response("Forbidden: Referer", 403)
         if request.cookies.get("tt_chain_token") not in state.chain_tokens:
             return Response("Forbidden: tt_chain_token", 403)
-        fault = state.dice.roll(MEDIA_FAULTS)
-        if fault == "slow":
-            await asyncio.sleep(state.dice.spec.slow_s)
-        failed = _fault_response(fault, state)
+        failed, fault = await _roll_fault(state, MEDIA_FAULTS)
         if failed:
             return failed
         path = corpus.media_paths[video_id]
         if fault == "truncate":
             return _truncated(path.read_bytes())
-        return FileResponse(path, media_type="video/mp4")
+        return MediaFile(path, media_type="video/mp4")
 
     async def image(request: Request) -> Response:
         key = request.path_params["key"]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import trustme
 import uvicorn
+import uvloop
 
 from tkds.errors import TkdsError
 from tkds.twin.app import TwinState, build_app
@@ -129,7 +130,7 @@ def serve(
     with tempfile.TemporaryDirectory(prefix="tkds-twin-") as workdir:
         ca_path = Path(ca_out) if ca_out else Path(workdir) / "twin-ca.pem"
         servers = _Servers(state, port, Path(workdir), ca_path)
-        loop = asyncio.new_event_loop()
+        loop = uvloop.new_event_loop()
         ready: dict = {}
         started = threading.Event()
 
@@ -181,4 +182,4 @@ def run_forever(
             finally:
                 await servers.stop()
 
-    asyncio.run(main())
+    uvloop.run(main())
