@@ -154,6 +154,16 @@ def test_apis_match_captures_and_page_through_cursors(twin, tiktok_fixtures: Pat
     detail = signed_get(session, twin, "/api/user/detail/", {"uniqueId": user}).json()
     assert detail["userInfo"]["user"]["uniqueId"] == user
 
+    # For You has no cursor: each call continues this msToken's feed until it runs out.
+    feed, has_more = [], True
+    while has_more:
+        page = signed_get(
+            session, twin, "/api/recommend/item_list/", {"count": 30, "from_page": "fyp"}
+        ).json()
+        feed += [item["id"] for item in page["itemList"]]
+        has_more = page["hasMore"]
+    assert sorted(feed) == sorted(twin.state.corpus.newest_first) and len(feed) == len(set(feed))
+
 
 def test_unknown_ids_get_tiktoks_status_codes_not_errors(twin) -> None:
     session = client(twin)
