@@ -126,6 +126,108 @@ def twin(corpus: Path, port: int, ca_out: Path, faults: str, seed: int, page_for
 
 
 @cli.command()
+@click.option("--db", type=click.Path(path_type=Path), required=True, help="The DuckDB file to write.")
+@click.option("--media", type=click.Path(path_type=Path), default=None, help="Folder for the mp4 files.")
+@click.option("--hashtag", multiple=True)
+@click.option("--user", multiple=True)
+@click.option("--music", multiple=True, help="A sound's id.")
+@click.option("--search", multiple=True)
+@click.option("--trending", is_flag=True, help="The For You feed.")
+@click.option("--urls", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None)
+@click.option("--limit", default=100, show_default=True, help="Videos per target.")
+@click.option("--rate", default=5.0, show_default=True, help="Requests per second per host.")
+@click.option("--concurrency", default=4, show_default=True)
+@click.option("--proxy", multiple=True, help="A proxy URL, or a file of them to rotate.")
+@click.option("--ca-cert", type=click.Path(path_type=Path), default=None, help="The proxy's CA (the twin's).")
+@click.option("--cookies", type=click.Path(path_type=Path), default=None, help="A Netscape cookies.txt.")
+@click.option("--comments", default=0, show_default=True, help="Comments per video.")
+@click.option("--no-media", is_flag=True, help="Metadata only.")
+@click.option("--refresh-stats", is_flag=True, help="Re-visit known videos for new stats snapshots.")
+def collect(
+    db: Path,
+    media: Path | None,
+    hashtag: tuple[str, ...],
+    user: tuple[str, ...],
+    music: tuple[str, ...],
+    search: tuple[str, ...],
+    trending: bool,
+    urls: Path | None,
+    limit: int,
+    rate: float,
+    concurrency: int,
+    proxy: tuple[str, ...],
+    ca_cert: Path | None,
+    cookies: Path | None,
+    comments: int,
+    no_media: bool,
+    refresh_stats: bool,
+) -> None:
+    """Collect TikTok videos, audio and metadata into DuckDB, from TikTok's real URLs."""
+    from tkds.collector.collect import collect as run_collect
+
+    if media is None and not no_media:
+        raise TkdsError("pass --media DIR for the mp4 files, or --no-media for metadata only")
+    video_urls = [line.strip() for line in urls.read_text().splitlines() if line.strip()] if urls else []
+    summary = run_collect(
+        db,
+        hashtags=list(hashtag),
+        users=list(user),
+        music=list(music),
+        searches=list(search),
+        trending=trending,
+        urls=video_urls,
+        limit=limit,
+        media_dir=None if no_media else media,
+        rate=rate,
+        concurrency=concurrency,
+        proxies=list(proxy),
+        ca_cert=ca_cert,
+        cookies=cookies,
+        comments=comments,
+        refresh_stats=refresh_stats,
+    )
+    table = Table(title=f"Collected into {db}", show_header=False)
+    table.add_row("targets", f"{summary.targets_done} done, {len(summary.targets_failed)} failed")
+    table.add_row("videos", f"{summary.videos_new} new, {summary.videos_updated} updated")
+    failures = ", ".join(f"{n} {r}" for r, n in summary.detail_failures.items()) or "none"
+    table.add_row("video pages", f"{summary.details_ok} ok; failed: {failures}")
+    media_failures = ", ".join(f"{n} {r}" for r, n in summary.media_failures.items()) or "none"
+    table.add_row(
+        "media", f"{summary.media_ok} ok ({summary.media_bytes / 1e6:.1f} MB); failed: {media_failures}"
+    )
+    if comments:
+        table.add_row("comments", str(summary.comments))
+    rate_line = f"{summary.details_ok / max(summary.wall_s, 1e-9):.1f} video pages/s"
+    table.add_row("wall time", f"{summary.wall_s:.1f} s ({rate_line})")
+    console.print(table)
+
+
+@cli.command("import")
+@click.option("--db", type=click.Path(path_type=Path), required=True, help="The DuckDB file to write.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def import_(db: Path, files: tuple[Path, ...]) -> None:
+    """Ingest saved TikTok captures (page HTML, API JSON, item lists, SIGI_STATE dumps) into DuckDB."""
+    from tkds.collector.importer import import_captures
+
+    summary = import_captures(db, list(files))
+    table = Table(title=f"Imported into {db}", show_header=False)
+    table.add_row("files", f"{summary.imported} of {summary.files} imported")
+    table.add_row("videos", f"{summary.videos_new} new, {summary.videos_updated} updated")
+    table.add_row("authors, comments", f"{summary.authors}, {summary.comments}")
+    table.add_row(
+        "failures by reason", ", ".join(f"{n} {r}" for r, n in summary.failures_by_reason.items()) or "0"
+    )
+    table.add_row(
+        "wall time", f"{summary.wall_s:.2f} s ({summary.files / max(summary.wall_s, 1e-9):.0f} files/s)"
+    )
+    console.print(table)
+    for file, reason in summary.failures.items():
+        console.print(f"[yellow]skipped[/] {file}: {reason}")
+    if summary.files and not summary.imported:
+        raise TkdsError(f"none of the {summary.files} files could be imported; see the reasons above")
+
+
+@cli.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo"), show_default=True)
 @click.option("--videos", default=200, show_default=True)
 def demo(out: Path, videos: int) -> None:

@@ -150,11 +150,14 @@ def video_page(item: dict | None, status: int, status_msg: str, page_format: str
 
 
 def profile_page(user_info: dict | None, status: int, signer: str) -> str:
+    """A profile: its user-detail JSON and, for a known user, the post list that pages as it scrolls."""
     detail: dict = {"statusCode": status, "statusMsg": "" if status == STATUS_OK else "user doesn't exist"}
-    if user_info:
-        detail["userInfo"] = {**user_info, "itemList": []}
-    name = user_info["user"]["uniqueId"] if user_info else "TikTok"
-    return _document(f"{name} | TikTok", universal_script({"webapp.user-detail": detail}), signer)
+    if not user_info:
+        return _document("TikTok", universal_script({"webapp.user-detail": detail}), signer)
+    detail["userInfo"] = {**user_info, "itemList": []}
+    user = user_info["user"]
+    scope = {"webapp.user-detail": detail}
+    return listing_page(user["uniqueId"], "/api/post/item_list/", {"secUid": user["secUid"]}, scope, signer)
 
 
 LISTING_SCRIPT = """

@@ -1,0 +1,157 @@
+"""Media: downloaded with yt-dlp's TikTok extractor, checked with ffprobe, hashed, renamed into place.
+
+Files land in MEDIA/.partial first; only a file that probes as whole video is renamed to MEDIA/ID.mp4,
+so the media folder never holds a half file, and a killed run's leftovers are swept at the next start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yt_dlp
+
+from tkds.collector.politeness import RateLimiter
+from tkds.tiktok import VIDEO_CDN_HOST, WEB_HOST, video_page_url
+
+PARTIAL_DIR = ".partial"
+
+
+@dataclass
+class MediaResult:
+    video_id: str
+    status: str  # "ok" or "failed"
+    error: str | None = None
+    path: str | None = None
+    sha256: str | None = None
+    bytes: int | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    duration_s: float | None = None
+    has_audio: bool | None = None
+    vcodec: str | None = None
+    acodec: str | None = None
+
+
+class _Quiet:
+    def debug(self, message: str) -> None: ...
+
+    def warning(self, message: str) -> None: ...
+
+    def error(self, message: str) -> None: ...
+
+
+def sweep_partials(media_dir: Path) -> None:
+    """Remove what a killed run left half-written."""
+    shutil.rmtree(media_dir / PARTIAL_DIR, ignore_errors=True)
+
+
+def probe(path: Path) -> dict:
+    """ffprobe's view of a file, reading every packet so that a cut-off file shows."""
+    result = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_packets",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0 or result.stderr.strip():
+        raise ValueError((result.stderr.strip().splitlines() or ["ffprobe failed"])[-1])
+    return json.loads(result.stdout)
+
+
+def _classify(message: str) -> str:
+    lowered = message.lower()
+    for needle, reason in (
+        ("429", "rate_limited"),
+        ("too short", "truncated"),
+        ("incomplete", "truncated"),
+        ("did not get any data", "truncated"),
+        ("ip address is blocked", "blocked"),
+        ("private", "private"),
+        ("log in", "login_required"),
+        ("not available", "unavailable"),
+        ("403", "forbidden"),
+        ("50", "server_error"),
+    ):
+        if needle in lowered:
+            return reason
+    return "download_error"
+
+
+def download(
+    video_id: str,
+    unique_id: str,
+    media_dir: Path,
+    *,
+    proxy: str | None,
+    trust_proxy_ca: bool,
+    cookie_file: Path | None,
+    limiter: RateLimiter,
+) -> MediaResult:
+    """Download one video's mp4 through yt-dlp (blocking; run it in a worker thread)."""
+    partial_dir = media_dir / PARTIAL_DIR
+    partial_dir.mkdir(parents=True, exist_ok=True)
+    options = {
+        "proxy": proxy,
+        "nocheckcertificate": trust_proxy_ca,
+        "cookiefile": str(cookie_file) if cookie_file else None,
+        "outtmpl": str(partial_dir / f"{video_id}.%(ext)s"),
+        "format": "play/download/b",
+        "retries": 3,
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "logger": _Quiet(),
+    }
+    limiter.wait_blocking(WEB_HOST)  # the extractor's page request
+    limiter.wait_blocking(VIDEO_CDN_HOST)
+    try:
+        with yt_dlp.YoutubeDL({k: v for k, v in options.items() if v is not None}) as ydl:
+            info = ydl.extract_info(video_page_url(unique_id, video_id), download=True)
+        downloaded = Path(info["requested_downloads"][0]["filepath"])
+    except (yt_dlp.utils.DownloadError, yt_dlp.utils.ExtractorError) as error:
+        return MediaResult(video_id, "failed", _classify(str(error)))
+    try:
+        facts = probe(downloaded)
+    except ValueError as error:
+        downloaded.unlink(missing_ok=True)
+        return MediaResult(video_id, "failed", f"undecodable: {error}")
+    streams = facts.get("streams", [])
+    video = next((s for s in streams if s.get("codec_type") == "video"), None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    if video is None:
+        downloaded.unlink(missing_ok=True)
+        return MediaResult(video_id, "failed", "undecodable: no video stream")
+    digest = hashlib.sha256(downloaded.read_bytes()).hexdigest()
+    final = media_dir / f"{video_id}.mp4"
+    os.replace(downloaded, final)
+    numerator, _, denominator = (video.get("avg_frame_rate") or "0/1").partition("/")
+    return MediaResult(
+        video_id,
+        "ok",
+        path=str(final),
+        sha256=digest,
+        bytes=final.stat().st_size,
+        width=video.get("width"),
+        height=video.get("height"),
+        fps=float(numerator) / float(denominator or 1) if float(denominator or 1) else None,
+        duration_s=float(facts.get("format", {}).get("duration") or video.get("duration") or 0) or None,
+        has_audio=audio is not None,
+        vcodec=video.get("codec_name"),
+        acodec=audio.get("codec_name") if audio else None,
+    )

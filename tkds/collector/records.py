@@ -1,0 +1,98 @@
+"""What the parsers extract and the store upserts: one dataclass per DuckDB table.
+
+Ids are strings (19-digit numbers, never floats). Counts are exact where TikTok gave exact values
+(`statsV2`), else the rounded `stats`. Every entity keeps its raw JSON, so it can be parsed again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Author:
+    id: str
+    unique_id: str | None = None
+    sec_uid: str | None = None
+    nickname: str | None = None
+    verified: bool | None = None
+    private: bool | None = None
+    signature: str | None = None
+    raw: dict = field(default_factory=dict)
+
+
+@dataclass
+class AuthorStats:
+    author_id: str
+    followers: int | None = None
+    following: int | None = None
+    hearts: int | None = None
+    videos: int | None = None
+
+
+@dataclass
+class Music:
+    id: str
+    title: str | None = None
+    author_name: str | None = None
+    original: bool | None = None
+    duration_s: float | None = None
+    raw: dict = field(default_factory=dict)
+
+
+@dataclass
+class VideoStats:
+    video_id: str
+    plays: int | None = None
+    likes: int | None = None
+    comments: int | None = None
+    shares: int | None = None
+    collects: int | None = None
+
+
+@dataclass
+class Video:
+    id: str
+    author_id: str | None = None
+    music_id: str | None = None
+    description: str | None = None
+    create_time: int | None = None  # unix seconds
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+    is_ad: bool | None = None
+    location: str | None = None
+    hashtags: list[str] = field(default_factory=list)  # lower-case, no '#', first occurrence first
+    play_url: str | None = None
+    download_url: str | None = None
+    raw: dict = field(default_factory=dict)
+
+
+@dataclass
+class Comment:
+    id: str
+    video_id: str
+    author: str | None = None  # the commenter's uniqueId
+    text: str | None = None
+    likes: int | None = None
+    create_time: int | None = None
+
+
+@dataclass
+class Parsed:
+    """Everything one page, API response or saved capture yielded, plus its paging and status."""
+
+    videos: list[Video] = field(default_factory=list)
+    video_stats: list[VideoStats] = field(default_factory=list)
+    authors: list[Author] = field(default_factory=list)
+    author_stats: list[AuthorStats] = field(default_factory=list)
+    music: list[Music] = field(default_factory=list)
+    comments: list[Comment] = field(default_factory=list)
+    status: int = 0  # TikTok's statusCode / status_code; 0 is ok
+    status_msg: str = ""
+    cursor: str | None = None
+    has_more: bool | None = None
+
+    def extend(self, other: Parsed) -> None:
+        for name in ("videos", "video_stats", "authors", "author_stats", "music", "comments"):
+            getattr(self, name).extend(getattr(other, name))
