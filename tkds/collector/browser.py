@@ -8,9 +8,11 @@ import os
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from playwright.async_api import Browser, BrowserContext, Page, Response, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Response, Route, async_playwright
 
+from tkds.collector.politeness import RateLimiter
 from tkds.errors import TkdsError
+from tkds.tiktok import is_tiktok_host
 
 CHROMIUM = os.environ.get("TKDS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -57,8 +59,11 @@ class Listing:
 class BrowserSession:
     """One Chromium, one context (cookies shared by every page it opens), one page."""
 
-    def __init__(self, proxy: str | None, trust_proxy_ca: bool, cookies: list[dict] | None = None) -> None:
+    def __init__(
+        self, proxy: str | None, trust_proxy_ca: bool, limiter: RateLimiter, cookies: list[dict] | None = None
+    ) -> None:
         self.proxy, self.trust_proxy_ca, self.initial_cookies = proxy, trust_proxy_ca, cookies or []
+        self.limiter = limiter
         self.browser: Browser | None = None
         self.context: BrowserContext | None = None
         self.page: Page | None = None
@@ -77,6 +82,8 @@ class BrowserSession:
         self.context = await self.browser.new_context(ignore_https_errors=self.trust_proxy_ca)
         if self.initial_cookies:
             await self.context.add_cookies(self.initial_cookies)
+        # Everything the pages load from TikTok, their own XHRs included, waits for the host's rate.
+        await self.context.route("**/*", self._throttle)
         self.page = await self.context.new_page()
         return self
 
@@ -84,6 +91,12 @@ class BrowserSession:
         if self.browser:
             await self.browser.close()
         await self._playwright.stop()
+
+    async def _throttle(self, route: Route) -> None:
+        host = urlsplit(route.request.url).hostname or ""
+        if is_tiktok_host(host):
+            await self.limiter.wait(host)
+        await route.continue_()
 
     async def open(self, url: str, api_path: str, wait_s: float = 15.0) -> Listing:
         """Load a target page and wait for its first item-list response."""

@@ -39,7 +39,8 @@ from tkds.tiktok import (
 )
 
 MAX_ATTEMPTS = 5
-MEDIA_ATTEMPTS = 3
+MEDIA_ATTEMPTS = 3  # per run, with backoff
+MEDIA_GIVE_UP_AFTER = 9  # failed tries over all runs, after which a video's media is left alone
 STATUS_REASONS = {
     STATUS_UNAVAILABLE: "unavailable",
     STATUS_PRIVATE_ITEM: "private",
@@ -160,7 +161,6 @@ class Collector:
         if state["status"] == "done":
             return
         self.store.update_target(kind, key, status="running", attempted=True)
-        await self.limiter.wait(WEB_HOST)
         listing = await browser.open(source.page_url(key), source.api_path)
         if listing.params is None:
             reason = "no item list (the page made no API call)"
@@ -203,7 +203,6 @@ class Collector:
     async def fetch_listing(self, browser: BrowserSession, path: str, params: dict) -> str | None:
         """One signed item-list call from inside the page, retried through TikTok's soft failures."""
         for attempt in range(MAX_ATTEMPTS):
-            await self.limiter.wait(WEB_HOST)
             status, body, retry_after = await browser.signed_fetch(path, {**params, "count": "30"})
             if status == 200 and body:
                 self.breaker.success()
@@ -284,7 +283,9 @@ class Collector:
         for url in urls:
             _, video_id = parse_video_url(url)
             self.store.add_targets([("video", video_id)])
-        async with BrowserSession(self.proxies[0], self.ca_cert is not None, self.cookies) as browser:
+        async with BrowserSession(
+            self.proxies[0], self.ca_cert is not None, self.limiter, self.cookies
+        ) as browser:
             with progress_bar("collect: discover", len(targets), enabled=self.progress) as bar:
                 for kind, key in targets:
                     await self.discover(browser, kind, key)
@@ -326,7 +327,7 @@ class Collector:
 
     async def download_all(self, cookies: list[dict]) -> None:
         sweep_partials(self.media_dir)
-        todo = self.store.videos_needing_media(MEDIA_ATTEMPTS)
+        todo = self.store.videos_needing_media(MEDIA_GIVE_UP_AFTER)
         with tempfile.TemporaryDirectory(prefix="tkds-cookies-") as folder:
             cookie_file = Path(folder) / "cookies.txt"
             write_cookie_file(cookies, cookie_file)
@@ -334,7 +335,9 @@ class Collector:
 
             async def one(video_id: str, user: str, bar) -> None:
                 async with gate:
-                    for _ in range(MEDIA_ATTEMPTS):
+                    for attempt in range(MEDIA_ATTEMPTS):
+                        if attempt:
+                            await asyncio.sleep(backoff_s(attempt))
                         result = await asyncio.to_thread(
                             download,
                             video_id,
@@ -356,6 +359,7 @@ class Collector:
 
             with progress_bar("collect: media", len(todo), enabled=self.progress) as bar:
                 await asyncio.gather(*(one(v, u, bar) for v, u in todo))
+        sweep_partials(self.media_dir)  # what failed downloads left behind
 
 
 def _only(parsed: Parsed, keep: set[str]) -> Parsed:

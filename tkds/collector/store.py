@@ -54,6 +54,11 @@ CREATE TABLE IF NOT EXISTS crawl_targets (
     kind VARCHAR, key VARCHAR, cursor VARCHAR, has_more BOOLEAN, status VARCHAR, attempts INTEGER,
     last_error VARCHAR, updated_at TIMESTAMP, PRIMARY KEY (kind, key)
 );
+CREATE OR REPLACE VIEW video_stats_latest AS
+    SELECT * FROM video_stats QUALIFY row_number() OVER (PARTITION BY video_id ORDER BY observed_at DESC) = 1;
+CREATE OR REPLACE VIEW author_stats_latest AS
+    SELECT * FROM author_stats
+    QUALIFY row_number() OVER (PARTITION BY author_id ORDER BY observed_at DESC) = 1;
 CREATE TABLE IF NOT EXISTS crawl_runs (
     run_id VARCHAR PRIMARY KEY, started_at TIMESTAMP, finished_at TIMESTAMP, args JSON, counts JSON
 );
@@ -86,6 +91,10 @@ COMMENT_COLUMNS = ("VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "BIGINT", "TIMEST
 COMMENT_CONFLICT = "ON CONFLICT (id) DO UPDATE SET likes = excluded.likes, text = excluded.text"
 
 
+# Media failures that a retry cannot fix.
+PERMANENT_MEDIA_ERRORS = ("private", "login_required", "unavailable")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -113,7 +122,7 @@ class Store:
             connection.execute(SCHEMA)
         except duckdb.IOException as error:
             reason = str(error).splitlines()[0]
-            if "lock" in reason.lower():
+            if "could not set lock" in reason.lower():
                 raise TkdsError(f"{path} is in use by another process; stop it or use another --db") from None
             raise TkdsError(
                 f"cannot open {path} as DuckDB ({reason}); restore it or use another --db"
@@ -248,16 +257,17 @@ class Store:
         ).fetchall()
 
     def videos_needing_media(self, max_attempts: int) -> list[tuple[str, str]]:
-        """Fetched videos without a good file, short of `max_attempts` failed tries."""
+        """Fetched videos without a good file, short of `max_attempts` failed tries and not gone for good."""
         return self.db.execute(
             """SELECT t.key, coalesce(a.unique_id, '_') FROM crawl_targets t
                JOIN videos v ON v.id = t.key LEFT JOIN authors a ON a.id = v.author_id
                LEFT JOIN media m ON m.video_id = t.key
                LEFT JOIN crawl_targets mt ON mt.kind = 'media' AND mt.key = t.key
                WHERE t.kind = 'video' AND t.status = 'done' AND coalesce(m.status, '') <> 'ok'
-                 AND coalesce(mt.attempts, 0) < ? AND t.key NOT IN (SELECT video_id FROM takedown)
+                 AND coalesce(mt.attempts, 0) < ? AND NOT list_contains(?, coalesce(m.error, ''))
+                 AND t.key NOT IN (SELECT video_id FROM takedown)
                ORDER BY t.key""",
-            [max_attempts],
+            [max_attempts, list(PERMANENT_MEDIA_ERRORS)],
         ).fetchall()
 
     def record_media(self, result) -> None:

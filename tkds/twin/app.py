@@ -16,7 +16,8 @@ import json
 import random
 import secrets
 import subprocess
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -26,6 +27,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from starlette.routing import Host, Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tkds.tiktok import (
     IMAGE_CDN_HOST,
@@ -111,6 +113,8 @@ class TwinState:
     chain_tokens: TokenSet = field(default_factory=TokenSet)
     challenges: TokenSet = field(default_factory=TokenSet)
     recommend_position: dict[str, int] = field(default_factory=dict)
+    # (monotonic time, host, path) of every request, newest last: what a politeness test inspects.
+    requests: deque = field(default_factory=lambda: deque(maxlen=100_000))
 
     def __post_init__(self) -> None:
         self.signer_js = signer_script(self.secret)
@@ -249,7 +253,7 @@ def _html(body: str, request: Request, state: TwinState) -> HTMLResponse:
     return response
 
 
-def build_app(state: TwinState) -> Starlette:
+def build_app(state: TwinState) -> ASGIApp:
     corpus = state.corpus
 
     async def video_page(request: Request) -> Response:
@@ -500,7 +504,14 @@ def build_app(state: TwinState) -> Starlette:
     media = Router([Route("/video/tos/{region}/{bucket}/{video_id}/", video_media, methods=["GET", "HEAD"])])
     images = Router([Route("/{prefix:path}/{key}", image)])
     music = Router([Route("/obj/ies-music-aiso/{music_id}.mp3", music_audio)])
-    return Starlette(
+
+    async def log_requests(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode().split(":")[0]
+            state.requests.append((time.monotonic(), host, scope["path"]))
+        await app(scope, receive, send)
+
+    app = Starlette(
         routes=[
             Host("www.tiktok.com", web),
             Host("m.tiktok.com", web),
@@ -510,6 +521,7 @@ def build_app(state: TwinState) -> Starlette:
             Host(IMAGE_CDN_HOST, images),
         ]
     )
+    return log_requests
 
 
 def _truncated(data: bytes) -> Response:
