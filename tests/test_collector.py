@@ -220,3 +220,45 @@ def test_a_corrupt_or_locked_database_is_refused_untouched(tiktok_fixtures: Path
         assert result.returncode == 1 and "in use by another process" in result.stderr
     finally:
         holder.kill()
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_resumes(twin_corpus: Path, tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=150k", "tmpfs", str(media)]).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root; a full disk cannot be simulated here")
+    db = tmp_path / "tk.duckdb"
+    try:
+        with serve(twin_corpus, seed=12) as twin:
+            args = ["--hashtag", "fyp", "--limit", "20", "--media", str(media), "--rate", "60"]
+            full = run_collect(twin, db, *args, check=False)
+            assert full.returncode == 1
+            assert "is full" in full.stderr and "re-run the same command to resume" in full.stderr
+            kept = media_digests(media)
+            assert kept and len(kept) < 20 and not (media / ".partial").exists()
+
+            subprocess.run(["mount", "-o", "remount,size=20m", str(media)], check=True)
+            run_collect(twin, db, *args)
+        assert len(media_digests(media)) == 20 and not (media / ".partial").exists()
+        assert query(db, "SELECT count(*) FROM media WHERE status = 'ok'") == [(20,)]
+    finally:
+        subprocess.run(["umount", str(media)], check=True)
+
+
+def test_unknown_targets_are_recorded_and_the_run_goes_on(twin_corpus: Path, tmp_path: Path) -> None:
+    db = tmp_path / "tk.duckdb"
+    with serve(twin_corpus, seed=13) as twin:
+        user = twin.state.corpus.author_of[twin.state.corpus.newest_first[0]]
+        args = ["--hashtag", "no-such-tag-anywhere", "--user", "nobody.here", "--user", user, "--no-media"]
+        result = run_collect(twin, db, *args, "--rate", "60")
+    rows = dict(
+        ((k, key), (status, error))
+        for k, key, status, error in query(
+            db, "SELECT kind, key, status, last_error FROM crawl_targets WHERE kind IN ('hashtag', 'user')"
+        )
+    )
+    assert rows[("hashtag", "no-such-tag-anywhere")][0] == "failed"
+    assert rows[("user", "nobody.here")] == ("failed", "user_not_found")
+    assert rows[("user", user)] == ("done", None)
+    assert "1 done, 2 failed" in result.stderr

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from playwright.async_api import Browser, BrowserContext, Page, Response, Route, async_playwright
 
+from tkds.collector.parse import CaptureError, parse_page
 from tkds.collector.politeness import RateLimiter
 from tkds.errors import TkdsError
 from tkds.tiktok import is_tiktok_host
@@ -40,6 +41,7 @@ class Listing:
         self.api_path = api_path
         self.responses: list[tuple[int, str]] = []
         self.params: dict[str, str] | None = None
+        self.page_status = 0  # the statusCode in the page's own JSON (10221: no such user, ...)
         self.arrived = asyncio.Event()
 
     async def on_response(self, response: Response) -> None:
@@ -104,6 +106,12 @@ class BrowserSession:
         self.page.on("response", listing.on_response)
         try:
             await self.goto(url)
+            try:
+                listing.page_status = parse_page(await self.page.content()).status
+            except CaptureError:
+                listing.page_status = 0  # no embedded JSON to judge by: wait for the API instead
+            if listing.page_status:
+                return listing
             deadline = asyncio.get_running_loop().time() + wait_s
             while not any(status == 200 and body for status, body in listing.responses):
                 listing.arrived.clear()

@@ -162,8 +162,8 @@ class Collector:
             return
         self.store.update_target(kind, key, status="running", attempted=True)
         listing = await browser.open(source.page_url(key), source.api_path)
-        if listing.params is None:
-            reason = "no item list (the page made no API call)"
+        if listing.page_status or listing.params is None:
+            reason = STATUS_REASONS.get(listing.page_status, "no item list (the page made no API call)")
             self.store.update_target(kind, key, status="failed", error=reason)
             self.summary.targets_failed[label] = reason
             return
@@ -197,6 +197,11 @@ class Collector:
             self.store.update_target(kind, key, status="running", cursor=cursor, has_more=has_more)
             if not parsed.videos:
                 break
+        if self.store.discovered(label) == 0:
+            reason = "no videos: an unknown or empty target"
+            self.store.update_target(kind, key, status="failed", error=reason)
+            self.summary.targets_failed[label] = reason
+            return
         self.store.update_target(kind, key, status="done")
         self.summary.targets_done += 1
 
@@ -327,15 +332,23 @@ class Collector:
 
     async def download_all(self, cookies: list[dict]) -> None:
         sweep_partials(self.media_dir)
-        todo = self.store.videos_needing_media(MEDIA_GIVE_UP_AFTER)
+        try:
+            await self._download(self.store.videos_needing_media(MEDIA_GIVE_UP_AFTER), cookies)
+        finally:
+            sweep_partials(self.media_dir)  # what failed or interrupted downloads left behind
+
+    async def _download(self, todo: list[tuple[str, str]], cookies: list[dict]) -> None:
         with tempfile.TemporaryDirectory(prefix="tkds-cookies-") as folder:
             cookie_file = Path(folder) / "cookies.txt"
             write_cookie_file(cookies, cookie_file)
             gate = asyncio.Semaphore(self.concurrency)
+            full: list[str] = []  # the video whose write found the disk full: no more downloads start
 
             async def one(video_id: str, user: str, bar) -> None:
                 async with gate:
                     for attempt in range(MEDIA_ATTEMPTS):
+                        if full:
+                            return
                         if attempt:
                             await asyncio.sleep(backoff_s(attempt))
                         result = await asyncio.to_thread(
@@ -349,6 +362,9 @@ class Collector:
                             limiter=self.limiter,
                         )
                         self.store.record_media(result)
+                        if result.error == "disk_full":
+                            full.append(video_id)
+                            return
                         if result.status == "ok":
                             self.summary.media_ok += 1
                             self.summary.media_bytes += result.bytes or 0
@@ -359,7 +375,11 @@ class Collector:
 
             with progress_bar("collect: media", len(todo), enabled=self.progress) as bar:
                 await asyncio.gather(*(one(v, u, bar) for v, u in todo))
-        sweep_partials(self.media_dir)  # what failed downloads left behind
+            if full:
+                raise TkdsError(
+                    f"the disk under {self.media_dir} is full (video {full[0]}); "
+                    "free some space, then re-run the same command to resume"
+                )
 
 
 def _only(parsed: Parsed, keep: set[str]) -> Parsed:

@@ -77,6 +77,7 @@ def probe(path: Path) -> dict:
 def _classify(message: str) -> str:
     lowered = message.lower()
     for needle, reason in (
+        ("no space left", "disk_full"),
         ("429", "rate_limited"),
         ("too short", "truncated"),
         ("incomplete", "truncated"),
@@ -124,7 +125,7 @@ def download(
         with yt_dlp.YoutubeDL({k: v for k, v in options.items() if v is not None}) as ydl:
             info = ydl.extract_info(video_page_url(unique_id, video_id), download=True)
         downloaded = Path(info["requested_downloads"][0]["filepath"])
-    except (yt_dlp.utils.DownloadError, yt_dlp.utils.ExtractorError) as error:
+    except (yt_dlp.utils.YoutubeDLError, OSError) as error:
         return MediaResult(video_id, "failed", _classify(str(error)))
     try:
         facts = probe(downloaded)
