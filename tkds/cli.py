@@ -197,8 +197,13 @@ def collect(
     )
     if comments:
         table.add_row("comments", str(summary.comments))
-    rate_line = f"{summary.details_ok / max(summary.wall_s, 1e-9):.1f} video pages/s"
-    table.add_row("wall time", f"{summary.wall_s:.1f} s ({rate_line})")
+    stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in summary.stage_s.items())
+    table.add_row("wall time", f"{summary.wall_s:.1f} s ({stages})")
+    detail_s, media_s = summary.stage_s.get("detail", 0), summary.stage_s.get("media", 0)
+    throughput = f"{summary.details_ok / detail_s:.1f} video pages/s" if detail_s else "no video pages"
+    if media_s:
+        throughput += f", {summary.media_bytes / 1e6 / media_s:.1f} MB/s of media"
+    table.add_row("throughput", throughput)
     console.print(table)
 
 

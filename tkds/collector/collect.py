@@ -14,6 +14,8 @@ import ssl
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,7 @@ from tkds.tiktok import (
 )
 
 MAX_ATTEMPTS = 5
+UPSERT_BATCH = 64  # video pages per transaction: one page per upsert costs ~30 ms of DuckDB, 64 ~1 ms each
 MEDIA_ATTEMPTS = 3  # per run, with backoff
 MEDIA_GIVE_UP_AFTER = 9  # failed tries over all runs, after which a video's media is left alone
 STATUS_REASONS = {
@@ -63,6 +66,7 @@ class CollectSummary:
     media_failures: Counter = field(default_factory=Counter)
     comments: int = 0
     wall_s: float = 0.0
+    stage_s: dict[str, float] = field(default_factory=dict)  # discover, detail, comments, media
 
     def add(self, counts: dict[str, int]) -> None:
         self.videos_new += counts["new"]
@@ -81,6 +85,7 @@ class CollectSummary:
             "media_failures": dict(self.media_failures),
             "comments": self.comments,
             "wall_s": round(self.wall_s, 3),
+            "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
         }
 
 
@@ -149,6 +154,18 @@ class Collector:
         self.breaker = CircuitBreaker()
         self.summary = CollectSummary()
         self._proxy_cycle = itertools.cycle(self.proxies)
+        self.pending: list[tuple[str, Parsed]] = []  # fetched video pages not yet in the store
+
+    def flush(self) -> None:
+        """Upsert the buffered video pages in one transaction, then mark them done."""
+        if not self.pending:
+            return
+        merged = Parsed()
+        for _, parsed in self.pending:
+            merged.extend(parsed)
+        self.summary.add(self.store.upsert(merged.deduplicated(), source="video-page"))
+        self.store.mark_done("video", [video_id for video_id, _ in self.pending])
+        self.pending.clear()
 
     def next_proxy(self) -> str | None:
         return next(self._proxy_cycle)
@@ -257,8 +274,9 @@ class Collector:
                 await asyncio.sleep(backoff_s(attempt))
                 continue
             self.breaker.success()
-            self.summary.add(self.store.upsert(parsed, source=f"video:{video_id}"))
-            self.store.update_target("video", video_id, status="done", attempted=True)
+            self.pending.append((video_id, parsed))
+            if len(self.pending) >= UPSERT_BATCH:
+                self.flush()
             self.summary.details_ok += 1
             return
         self.store.update_target("video", video_id, status="failed", error=reason, attempted=True)
@@ -284,51 +302,65 @@ class Collector:
 
     # --- the run
     async def run(self, targets: list[tuple[str, str]], urls: list[str], refresh_stats: bool) -> None:
-        self.store.add_targets(targets)
-        for url in urls:
-            _, video_id = parse_video_url(url)
-            self.store.add_targets([("video", video_id)])
+        self.store.add_targets(targets + [("video", parse_video_url(url)[1]) for url in urls])
         async with BrowserSession(
             self.proxies[0], self.ca_cert is not None, self.limiter, self.cookies
         ) as browser:
-            with progress_bar("collect: discover", len(targets), enabled=self.progress) as bar:
+            with (
+                self.stage("discover"),
+                progress_bar("collect: discover", len(targets), self.progress) as bar,
+            ):
                 for kind, key in targets:
                     await self.discover(browser, kind, key)
                     bar.advance(0)
 
-            verify: ssl.SSLContext | bool = (
-                ssl.create_default_context(cafile=self.ca_cert) if self.ca_cert else True
-            )
-            clients = [
-                httpx.AsyncClient(http2=True, proxy=p, verify=verify, timeout=30) for p in self.proxies
-            ]
-            for client in clients:
-                _share_cookies(await browser.cookies(), client)
-            pool = itertools.cycle(clients)
             url_users = dict(reversed(parse_video_url(u)) for u in urls)
             work = [
                 (video_id, url_users.get(video_id, user)) for video_id, user in self.store.pending_videos()
             ]
             if refresh_stats:
                 work += [(v, u) for v, u in self.store.known_videos() if v not in {w[0] for w in work}]
-            gate = asyncio.Semaphore(self.concurrency)
-
-            async def one(video_id: str, user: str, bar) -> None:
-                async with gate:
-                    await self.detail(next(pool), browser, video_id, user)
-                bar.advance(0)
-
-            with progress_bar("collect: detail", len(work), enabled=self.progress) as bar:
-                await asyncio.gather(*(one(v, u, bar) for v, u in work))
-            for client in clients:
-                await client.aclose()
+            with self.stage("detail"), progress_bar("collect: detail", len(work), self.progress) as bar:
+                await self.fetch_details(browser, work, bar)
 
             if self.comments:
-                for video_id, _ in self.store.known_videos():
-                    await self.fetch_comments(browser, video_id)
+                with self.stage("comments"):
+                    for video_id, _ in self.store.known_videos():
+                        await self.fetch_comments(browser, video_id)
 
             if self.media_dir is not None:
-                await self.download_all(await browser.cookies())
+                with self.stage("media"):
+                    await self.download_all(await browser.cookies())
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.summary.stage_s[name] = self.summary.stage_s.get(name, 0.0) + time.perf_counter() - started
+
+    async def fetch_details(self, browser: BrowserSession, work: list[tuple[str, str]], bar) -> None:
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=self.ca_cert) if self.ca_cert else True
+        )
+        clients = [httpx.AsyncClient(http2=True, proxy=p, verify=verify, timeout=30) for p in self.proxies]
+        for client in clients:
+            _share_cookies(await browser.cookies(), client)
+        pool = itertools.cycle(clients)
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(video_id: str, user: str) -> None:
+            async with gate:
+                await self.detail(next(pool), browser, video_id, user)
+            bar.advance(0)
+
+        try:
+            await asyncio.gather(*(one(v, u) for v, u in work))
+        finally:
+            self.flush()
+            for client in clients:
+                await client.aclose()
 
     async def download_all(self, cookies: list[dict]) -> None:
         sweep_partials(self.media_dir)

@@ -96,3 +96,22 @@ class Parsed:
     def extend(self, other: Parsed) -> None:
         for name in ("videos", "video_stats", "authors", "author_stats", "music", "comments"):
             getattr(self, name).extend(getattr(other, name))
+
+    def deduplicated(self) -> Parsed:
+        """One record per key, the last one seen: what a batch of pages can upsert in one statement."""
+
+        def last(records: list, key: str) -> list:
+            return list({getattr(r, key): r for r in records}.values())
+
+        return Parsed(
+            videos=last(self.videos, "id"),
+            video_stats=last(self.video_stats, "video_id"),
+            authors=last(self.authors, "id"),
+            author_stats=last(self.author_stats, "author_id"),
+            music=last(self.music, "id"),
+            comments=last(self.comments, "id"),
+            status=self.status,
+            status_msg=self.status_msg,
+            cursor=self.cursor,
+            has_more=self.has_more,
+        )

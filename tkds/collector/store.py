@@ -206,13 +206,16 @@ class Store:
 
     # --- crawl state: targets, and one ("video", id) row per video still to fetch
     def add_targets(self, targets: list[tuple[str, str]]) -> None:
-        now = utcnow()
-        for kind, key in targets:
-            self.db.execute(
-                """INSERT INTO crawl_targets VALUES (?, ?, NULL, NULL, 'pending', 0, NULL, ?)
-                ON CONFLICT DO NOTHING""",
-                [kind, key, now],
-            )
+        """Register targets as pending; ones already known keep their state."""
+        if not targets:
+            return
+        kinds, keys = (list(column) for column in zip(*targets, strict=True))
+        self.db.execute(
+            """INSERT INTO crawl_targets
+               SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), NULL, NULL, 'pending', 0, NULL, ?
+               ON CONFLICT DO NOTHING""",
+            [kinds, keys, utcnow()],
+        )
 
     def target(self, kind: str, key: str) -> dict:
         row = self.db.execute(
@@ -237,6 +240,14 @@ class Store:
                has_more = coalesce(?, has_more),
                last_error = ?, attempts = attempts + ?, updated_at = ? WHERE kind = ? AND key = ?""",
             [status, cursor, has_more, error, int(attempted), utcnow(), kind, key],
+        )
+
+    def mark_done(self, kind: str, keys: list[str]) -> None:
+        self.db.execute(
+            """UPDATE crawl_targets SET status = 'done', attempts = attempts + 1, last_error = NULL,
+               updated_at = ?
+               WHERE kind = ? AND list_contains(?, key)""",
+            [utcnow(), kind, keys],
         )
 
     def discovered(self, source: str) -> int:
