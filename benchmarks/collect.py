@@ -15,11 +15,7 @@ import argparse
 import json
 import os
 import platform
-import re
-import signal
 import ssl
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,23 +29,9 @@ from tkds.collector.parse import parse_page
 from tkds.collector.records import Parsed
 from tkds.collector.store import Store
 from tkds.synth import generate
+from tkds.twin import spawn
 
 REFERER = {"Referer": "https://www.tiktok.com/"}
-
-
-def start_twin(corpus: Path, ca: Path) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tkds", "twin", "--corpus", str(corpus), "--port", "0", "--ca-out", str(ca)],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    while True:
-        line = process.stderr.readline()
-        if not line:
-            raise RuntimeError("tkds twin exited early")
-        found = re.search(r"http://127\.0\.0\.1:\d+", line)
-        if found:
-            return process, found.group(0)
 
 
 def main() -> None:
@@ -66,8 +48,7 @@ def main() -> None:
         items = [json.loads(p.read_text()) for p in sorted((root / "corpus" / "items").glob("*.json"))]
         urls = [f"https://www.tiktok.com/@{i['author']['uniqueId']}/video/{i['id']}" for i in items]
         ca = root / "ca.pem"
-        twin, proxy = start_twin(root / "corpus", ca)
-        try:
+        with spawn(root / "corpus", ca) as proxy:
             common = {"urls": urls, "rate": 1000.0, "concurrency": args.concurrency, "proxies": [proxy]}
             meta = collect(root / "meta.duckdb", **common, ca_cert=ca, progress=False)
             ours_per_s = meta.details_ok / meta.stage_s["detail"]
@@ -111,9 +92,6 @@ def main() -> None:
             with ThreadPoolExecutor(len(clients)) as pool:
                 plain_bytes = sum(pool.map(fetch_all, range(len(clients))))
             plain_mbs = plain_bytes / 1e6 / (time.perf_counter() - started)
-        finally:
-            twin.send_signal(signal.SIGINT)
-            twin.wait(timeout=30)
 
     n = len(urls)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")

@@ -18,7 +18,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from tkds.synth import generate
-from tkds.twin import serve
+from tkds.twin import serve, spawn
 
 REFERER = {"Referer": "https://www.tiktok.com/"}
 
@@ -72,6 +71,36 @@ def hammer(fetch, seconds: float, concurrency: int) -> tuple[int, int, float]:
     return sum(r[0] for r in results), sum(r[1] for r in results), elapsed
 
 
+def measure_twin(
+    proxy: str, ca: Path, corpus: Path, args: argparse.Namespace
+) -> tuple[int, float, int, float]:
+    """Video pages and media through the twin's proxy: (pages, seconds, media bytes, seconds)."""
+    trust = ssl.create_default_context(cafile=ca)
+    clients = [httpx.Client(proxy=proxy, verify=trust, timeout=60) for _ in range(args.concurrency)]
+    pages_urls, play = [], {}
+    for item_file in sorted((corpus / "items").glob("*.json")):
+        item = json.loads(item_file.read_text())
+        pages_urls.append(f"https://www.tiktok.com/@{item['author']['uniqueId']}/video/{item['id']}")
+    for c in clients:  # a page visit gives each client its cookies, and the item its media URL
+        play[c] = [embedded_item(c.get(url).text)["video"]["playAddr"] for url in pages_urls]
+
+    def page(index: int) -> int:
+        return len(clients[index].get(pages_urls[int(time.perf_counter() * 1000) % len(pages_urls)]).content)
+
+    def media(index: int) -> int:
+        urls = play[clients[index]]
+        return len(
+            clients[index].get(urls[int(time.perf_counter() * 1000) % len(urls)], headers=REFERER).content
+        )
+
+    pages, _, pages_s = hammer(page, args.seconds, args.concurrency)
+    _, twin_bytes, twin_s = hammer(media, args.seconds, args.concurrency)
+    for c in clients:
+        c.close()
+
+    return pages, pages_s, twin_bytes, twin_s
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -91,54 +120,8 @@ def main() -> None:
 
         # Both servers run as their own processes, as `tkds twin` and a static server would.
         ca = root / "ca.pem"
-        twin_process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tkds",
-                "twin",
-                "--corpus",
-                str(root / "small"),
-                "--port",
-                "0",
-                "--ca-out",
-                str(ca),
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        proxy = None
-        while proxy is None:
-            line = twin_process.stderr.readline()
-            assert line, "tkds twin exited early"
-            found = re.search(r"http://127\.0\.0\.1:\d+", line)
-            proxy = found.group(0) if found else None
-        trust = ssl.create_default_context(cafile=ca)
-        clients = [httpx.Client(proxy=proxy, verify=trust, timeout=60) for _ in range(args.concurrency)]
-        pages_urls, play = [], {}
-        for item_file in sorted((root / "small" / "items").glob("*.json")):
-            item = json.loads(item_file.read_text())
-            pages_urls.append(f"https://www.tiktok.com/@{item['author']['uniqueId']}/video/{item['id']}")
-        for c in clients:  # a page visit gives each client its cookies, and the item its media URL
-            play[c] = [embedded_item(c.get(url).text)["video"]["playAddr"] for url in pages_urls]
-
-        def page(index: int) -> int:
-            return len(
-                clients[index].get(pages_urls[int(time.perf_counter() * 1000) % len(pages_urls)]).content
-            )
-
-        def media(index: int) -> int:
-            urls = play[clients[index]]
-            return len(
-                clients[index].get(urls[int(time.perf_counter() * 1000) % len(urls)], headers=REFERER).content
-            )
-
-        pages, _, pages_s = hammer(page, args.seconds, args.concurrency)
-        _, twin_bytes, twin_s = hammer(media, args.seconds, args.concurrency)
-        for c in clients:
-            c.close()
-        twin_process.send_signal(signal.SIGINT)
-        twin_process.wait(timeout=30)
+        with spawn(root / "small", ca) as proxy:
+            pages, pages_s, twin_bytes, twin_s = measure_twin(proxy, ca, root / "small", args)
 
         media_dir = root / "small" / "media"
         static_process = subprocess.Popen(

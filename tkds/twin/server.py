@@ -7,7 +7,11 @@ with tkds.twin.serve("corpus", faults="rate429=0.05", seed=0) as twin:
 from __future__ import annotations
 
 import asyncio
+import re
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -157,6 +161,32 @@ def serve(
         finally:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=10)
+
+
+@contextmanager
+def spawn(corpus: str | Path, ca_out: str | Path, faults: str = "") -> Iterator[str]:
+    """`tkds twin` in its own process (its own GIL, as in use); yields the proxy URL."""
+    command = [
+        sys.executable,
+        "-m",
+        "tkds",
+        "twin",
+        "--corpus",
+        str(corpus),
+        "--port",
+        "0",
+        "--ca-out",
+        str(ca_out),
+    ]
+    process = subprocess.Popen([*command, "--faults", faults], stderr=subprocess.PIPE, text=True)
+    try:
+        while not (found := re.search(r"http://127\.0\.0\.1:\d+", process.stderr.readline() or "EOF")):
+            if process.poll() is not None:
+                raise TkdsError(f"tkds twin exited early: {process.stderr.read().strip()}")
+        yield found.group(0)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
 
 
 def run_forever(
