@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -75,24 +76,22 @@ def probe(path: Path) -> dict:
     return json.loads(result.stdout)
 
 
+# yt-dlp's error text -> a failure reason; HTTP codes only as "HTTP Error N", never bare digits (ids).
+FAILURE_PATTERNS = (
+    (re.compile(r"no space left", re.I), "disk_full"),
+    (re.compile(r"HTTP Error 429"), "rate_limited"),
+    (re.compile(r"too short|incomplete|did not get any data", re.I), "truncated"),
+    (re.compile(r"ip address is blocked", re.I), "blocked"),
+    (re.compile(r"private", re.I), "private"),
+    (re.compile(r"log in", re.I), "login_required"),
+    (re.compile(r"not available", re.I), "unavailable"),
+    (re.compile(r"HTTP Error 403"), "forbidden"),
+    (re.compile(r"HTTP Error 5\d\d"), "server_error"),
+)
+
+
 def _classify(message: str) -> str:
-    lowered = message.lower()
-    for needle, reason in (
-        ("no space left", "disk_full"),
-        ("429", "rate_limited"),
-        ("too short", "truncated"),
-        ("incomplete", "truncated"),
-        ("did not get any data", "truncated"),
-        ("ip address is blocked", "blocked"),
-        ("private", "private"),
-        ("log in", "login_required"),
-        ("not available", "unavailable"),
-        ("403", "forbidden"),
-        ("50", "server_error"),
-    ):
-        if needle in lowered:
-            return reason
-    return "download_error"
+    return next((reason for pattern, reason in FAILURE_PATTERNS if pattern.search(message)), "download_error")
 
 
 _per_thread = threading.local()
