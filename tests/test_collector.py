@@ -140,9 +140,10 @@ def test_the_twin_never_sees_more_than_the_rate(twin_corpus: Path, tmp_path: Pat
         )
         times = [t for t, host, _ in twin.state.requests if host == "www.tiktok.com"]
     assert len(times) > 20
-    # Any rate + 1 consecutive requests span at least a second (10 ms for arrival jitter).
+    # Any rate + 1 consecutive requests span a second; 0.1 s is left for jitter on the way to the twin.
+    # Unthrottled, they would arrive milliseconds apart.
     spans = [later - earlier for earlier, later in zip(times, times[rate:], strict=False)]
-    assert min(spans) >= 0.99, f"{rate + 1} requests within {min(spans):.3f} s"
+    assert min(spans) >= 0.9, f"{rate + 1} requests within {min(spans):.3f} s"
 
 
 def test_import_every_capture_with_exact_values(tiktok_fixtures: Path, tmp_path: Path) -> None:

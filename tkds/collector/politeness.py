@@ -6,6 +6,7 @@ import asyncio
 import random
 import threading
 import time
+from collections.abc import Callable
 
 from tkds.errors import TkdsError
 
@@ -13,7 +14,13 @@ from tkds.errors import TkdsError
 class RateLimiter:
     """At most `rate` requests a second to each host, with jitter; shared by threads and tasks."""
 
-    def __init__(self, rate: float, jitter: float = 0.2, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        rate: float,
+        jitter: float = 0.2,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if rate <= 0:
             raise TkdsError(f"--rate must be positive (got {rate})")
         self.interval = 1.0 / rate
@@ -21,11 +28,12 @@ class RateLimiter:
         self._next: dict[str, float] = {}
         self._lock = threading.Lock()
         self._random = random.Random(seed)
+        self._clock = clock
 
     def reserve(self, host: str) -> float:
         """Book the host's next slot; returns how long to wait for it."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             slot = max(now, self._next.get(host, now))
             # Jitter only ever lengthens the gap, so the rate stays a ceiling.
             self._next[host] = slot + self.interval * (1 + self.jitter * self._random.random())
