@@ -14,7 +14,7 @@ import ssl
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -435,17 +435,17 @@ def _share_cookies(cookies: list[dict], client: httpx.AsyncClient) -> None:
 def collect(
     db: str | Path,
     *,
-    hashtags: list[str] = (),
-    users: list[str] = (),
-    music: list[str] = (),
-    searches: list[str] = (),
+    hashtags: Sequence[str] = (),
+    users: Sequence[str] = (),
+    music: Sequence[str] = (),
+    searches: Sequence[str] = (),
     trending: bool = False,
-    urls: list[str] = (),
+    urls: Sequence[str] = (),
     limit: int = 100,
     media_dir: str | Path | None = None,
     rate: float = 5.0,
     concurrency: int = 4,
-    proxies: list[str] = (),
+    proxies: Sequence[str] = (),
     ca_cert: str | Path | None = None,
     cookies: str | Path | None = None,
     comments: int = 0,
