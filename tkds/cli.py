@@ -186,6 +186,10 @@ def collect(
         comments=comments,
         refresh_stats=refresh_stats,
     )
+    _print_collect_summary(summary, db, comments)
+
+
+def _print_collect_summary(summary, db: Path, comments: int) -> None:
     table = Table(title=f"Collected into {db}", show_header=False)
     table.add_row("targets", f"{summary.targets_done} done, {len(summary.targets_failed)} failed")
     table.add_row("videos", f"{summary.videos_new} new, {summary.videos_updated} updated")
@@ -236,9 +240,15 @@ def import_(db: Path, files: tuple[Path, ...]) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo"), show_default=True)
 @click.option("--videos", default=200, show_default=True)
 def demo(out: Path, videos: int) -> None:
-    """The embedded default: the whole pipeline that exists today, on a fresh SynthTok corpus."""
+    """The embedded default: the whole pipeline that exists today, on a fresh SynthTok corpus.
+
+    SynthTok → the twin → collect #fyp into DuckDB and media/ → a first answer in SQL.
+    """
+    from tkds.collector.collect import collect as run_collect
+    from tkds.collector.store import Store
     from tkds.synth import CORPUS_FILE, generate
     from tkds.synth.summary import corpus_stats, load_corpus
+    from tkds.twin import serve
 
     corpus_dir = out / "corpus"
     if (corpus_dir / CORPUS_FILE).exists():
@@ -251,6 +261,31 @@ def demo(out: Path, videos: int) -> None:
         if key != "bayes_r2":
             table.add_row(key.replace("_", " "), str(value))
     console.print(table)
+
+    db = out / "tk.duckdb"
+    with serve(corpus_dir, seed=0) as twin:
+        console.print(f"[bold]twin:[/] serving {corpus_dir} as TikTok through {twin.proxy_url}")
+        summary = run_collect(
+            db,
+            hashtags=["fyp"],
+            limit=videos,
+            media_dir=out / "media",
+            rate=20.0,
+            proxies=[twin.proxy_url],
+            ca_cert=twin.ca_path,
+        )
+    _print_collect_summary(summary, db, 0)
+    with Store.open(db) as store:
+        rows = store.likes_per_follower_by_tag(limit=8)
+    answer = Table(title="Likes per follower by hashtag (SQL on the DuckDB file)")
+    for column in ("hashtag", "videos", "likes per follower"):
+        answer.add_column(column)
+    for tag, count, ratio in rows:
+        answer.add_row(f"#{tag}", str(count), f"{ratio:.3f}")
+    console.print(answer)
+    console.print(
+        f"Explore it: duckdb {db}  (tables: videos, video_hashtags, video_stats_latest, authors, media)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

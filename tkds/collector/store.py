@@ -294,5 +294,16 @@ class Store:
         self.add_targets([("media", result.video_id)])
         self.update_target("media", result.video_id, status=result.status, error=result.error, attempted=True)
 
+    def likes_per_follower_by_tag(self, limit: int = 10) -> list[tuple[str, int, float]]:
+        """(tag, videos, mean likes per follower) from the latest snapshots, most-used tags first."""
+        return self.db.execute(
+            """SELECT h.tag, count(*) AS videos, avg(s.likes / nullif(a.followers, 0)) AS likes_per_follower
+               FROM video_hashtags h JOIN videos v ON v.id = h.video_id
+               JOIN video_stats_latest s ON s.video_id = v.id
+               JOIN author_stats_latest a ON a.author_id = v.author_id
+               GROUP BY h.tag ORDER BY videos DESC, h.tag LIMIT ?""",
+            [limit],
+        ).fetchall()
+
     def count(self, table: str) -> int:
         return self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
