@@ -181,8 +181,7 @@ class Collector:
         listing = await browser.open(source.page_url(key), source.api_path)
         if listing.page_status or listing.params is None:
             reason = STATUS_REASONS.get(listing.page_status, "no item list (the page made no API call)")
-            self.store.update_target(kind, key, status="failed", error=reason)
-            self.summary.targets_failed[label] = reason
+            self.fail_target(kind, key, reason)
             return
         cursor, has_more = state["cursor"], state["has_more"]
         resumed = cursor is not None
@@ -197,14 +196,11 @@ class Collector:
                     browser, source.api_path, {**listing.params, "cursor": cursor}
                 )
                 if body is None:
-                    self.store.update_target(kind, key, status="failed", error="item list kept failing")
-                    self.summary.targets_failed[label] = "item list kept failing"
+                    self.fail_target(kind, key, "item list kept failing")
                     return
             parsed = parse_api(json.loads(body))
             if parsed.status != STATUS_OK:
-                reason = STATUS_REASONS.get(parsed.status, f"status {parsed.status}")
-                self.store.update_target(kind, key, status="failed", error=reason)
-                self.summary.targets_failed[label] = reason
+                self.fail_target(kind, key, STATUS_REASONS.get(parsed.status, f"status {parsed.status}"))
                 return
             room = self.limit - self.store.discovered(label)
             keep = {v.id for v in parsed.videos[:room]}
@@ -215,12 +211,14 @@ class Collector:
             if not parsed.videos:
                 break
         if self.store.discovered(label) == 0:
-            reason = "no videos: an unknown or empty target"
-            self.store.update_target(kind, key, status="failed", error=reason)
-            self.summary.targets_failed[label] = reason
+            self.fail_target(kind, key, "no videos: an unknown or empty target")
             return
         self.store.update_target(kind, key, status="done")
         self.summary.targets_done += 1
+
+    def fail_target(self, kind: str, key: str, reason: str) -> None:
+        self.store.update_target(kind, key, status="failed", error=reason)
+        self.summary.targets_failed[f"{kind}:{key}"] = reason
 
     async def fetch_listing(self, browser: BrowserSession, path: str, params: dict) -> str | None:
         """One signed item-list call from inside the page, retried through TikTok's soft failures."""
@@ -345,8 +343,9 @@ class Collector:
             ssl.create_default_context(cafile=self.ca_cert) if self.ca_cert else True
         )
         clients = [httpx.AsyncClient(http2=True, proxy=p, verify=verify, timeout=30) for p in self.proxies]
+        cookies = await browser.cookies()
         for client in clients:
-            _share_cookies(await browser.cookies(), client)
+            _share_cookies(cookies, client)
         pool = itertools.cycle(clients)
         gate = asyncio.Semaphore(self.concurrency)
 

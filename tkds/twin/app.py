@@ -147,7 +147,7 @@ class TwinState:
         stats = dict(latest.get("authorStats") or {})
         stats.setdefault("friendCount", 0)
         exact = {k: int(v) for k, v in stats.items()}
-        shown, exact_strings = grown_stats(exact, 1.0)
+        shown, exact_strings = grown_stats(exact, 1.0)  # as served: rounded stats, exact statsV2
         user = {**PROFILE_ONLY_FIELDS, **latest["author"], "region": latest.get("locationCreated", "US")}
         return {"user": user, "stats": shown, "statsV2": exact_strings}
 
@@ -293,7 +293,7 @@ def build_app(state: TwinState) -> ASGIApp:
 
     async def tag_page(request: Request) -> Response:
         tag = request.path_params["tag"].lower()
-        challenge_id = next((cid for cid, name in corpus.challenge_ids.items() if name == tag), "0")
+        challenge_id = corpus.challenge_id(tag)
         info = _challenge_info(tag, challenge_id)
         scope = {"webapp.challenge-detail": {"statusCode": STATUS_OK, "challengeInfo": info}}
         return await listing(
@@ -395,7 +395,7 @@ def build_app(state: TwinState) -> ASGIApp:
         tag = params.get("challengeName", "").lower().lstrip("#")
         if tag not in corpus.by_tag:
             return {"statusCode": STATUS_UNAVAILABLE, "statusMsg": "challenge doesn't exist"}
-        challenge_id = next((cid for cid, name in corpus.challenge_ids.items() if name == tag), "0")
+        challenge_id = corpus.challenge_id(tag)
         return _envelope({"challengeInfo": _challenge_info(tag, challenge_id)})
 
     def challenge_items(params, count, token) -> dict:

@@ -38,6 +38,10 @@ class TwinCorpus:
     def _read_item(self, video_id: str) -> dict:
         return orjson.loads(self.item_paths[video_id].read_bytes())
 
+    def challenge_id(self, tag: str) -> str:
+        """The id TikTok gives a hashtag's challenge; "0" for a tag no item carries."""
+        return next((cid for cid, name in self.challenge_ids.items() if name == tag), "0")
+
     def latest_item_of(self, unique_id: str) -> dict:
         return self.item(self.by_author[unique_id][0])
 
