@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tkds.collector.importer import import_captures
+from tkds.dataset.build import ShardParams, build_shards
 from tkds.synth import generate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,3 +47,25 @@ def common_keys(objects: list[dict]) -> set[str]:
 @pytest.fixture(scope="session")
 def corpus_card(small_corpus: Path) -> dict:
     return json.loads((small_corpus / "corpus.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def synth_db(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small corpus imported into DuckDB, its media registered in place: what a collection leaves."""
+    db = tmp_path_factory.mktemp("db") / "tk.duckdb"
+    summary = import_captures(
+        db, sorted((small_corpus / "items").glob("*.json")), small_corpus / "media", False
+    )
+    assert summary.media_ok == 12
+    return db
+
+
+@pytest.fixture(scope="session")
+def built_shards(synth_db: Path, small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real `build_shards` output for the small corpus, with SynthTok's categories as labels."""
+    out = tmp_path_factory.mktemp("shards") / "shards"
+    params = ShardParams(
+        samples_per_shard=3, size=128, labels=str(small_corpus / "corpus.json"), ratios=(0.5, 0.25, 0.25)
+    )
+    build_shards(synth_db, out, params, progress=False)
+    return out

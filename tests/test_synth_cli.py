@@ -35,8 +35,8 @@ def digest_tree(root: Path) -> dict[str, str]:
 def test_version_and_help_list_only_built_commands() -> None:
     assert tkds("--version").stdout.strip() == "tkds, version 0.1.0"
     help_text = tkds("--help").stdout
-    assert all(f"  {name} " in help_text for name in ("synth", "twin", "collect", "import", "demo"))
-    for missing in ("shard", "bench", "serve"):
+    assert all(f"  {name} " in help_text for name in ("synth", "twin", "collect", "import", "shard", "demo"))
+    for missing in ("bench", "serve"):
         assert f"  {missing} " not in help_text
 
 

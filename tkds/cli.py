@@ -213,16 +213,23 @@ def _print_collect_summary(summary, db: Path, comments: int) -> None:
 
 @cli.command("import")
 @click.option("--db", type=click.Path(path_type=Path), required=True, help="The DuckDB file to write.")
+@click.option(
+    "--media",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="A folder of ID.mp4 files downloaded elsewhere: probed, hashed and recorded for those videos.",
+)
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-def import_(db: Path, files: tuple[Path, ...]) -> None:
+def import_(db: Path, media: Path | None, files: tuple[Path, ...]) -> None:
     """Ingest saved TikTok captures (page HTML, API JSON, item lists, SIGI_STATE dumps) into DuckDB."""
     from tkds.collector.importer import import_captures
 
-    summary = import_captures(db, list(files))
+    summary = import_captures(db, list(files), media=media)
     table = Table(title=f"Imported into {db}", show_header=False)
     table.add_row("files", f"{summary.imported} of {summary.files} imported")
     table.add_row("videos", f"{summary.videos_new} new, {summary.videos_updated} updated")
     table.add_row("authors, comments", f"{summary.authors}, {summary.comments}")
+    if media is not None:
+        table.add_row("media", f"{summary.media_ok} ok, {summary.media_failed} failed")
     table.add_row(
         "failures by reason", ", ".join(f"{n} {r}" for r, n in summary.failures_by_reason.items()) or "0"
     )
@@ -234,6 +241,84 @@ def import_(db: Path, files: tuple[Path, ...]) -> None:
         console.print(f"[yellow]skipped[/] {file}: {reason}")
     if summary.files and not summary.imported:
         raise TkdsError(f"none of the {summary.files} files could be imported; see the reasons above")
+
+
+@cli.command()
+@click.option("--db", type=click.Path(path_type=Path, dir_okay=False), help="The collector's DuckDB file.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option(
+    "--split-by", type=click.Choice(["author", "time", "random"]), default="author", show_default=True
+)
+@click.option("--ratios", default="0.8,0.1,0.1", show_default=True, help="train,val,test; they sum to 1.")
+@click.option("--cut-date", default=None, help="With --split-by time: train is what was posted before it.")
+@click.option("--samples-per-shard", default=256, show_default=True)
+@click.option("--shard-mb", type=float, default=None, help="Fill shards to about this size instead.")
+@click.option("--size", default=256, show_default=True, help="Short side in px; 0 keeps the source files.")
+@click.option("--fps", default=15.0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Salt of the split hash.")
+@click.option(
+    "--where", default=None, help='A SQL condition on the videos, as `v`, e.g. "v.duration_s < 60".'
+)
+@click.option(
+    "--labels",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Per-video labels: a SynthTok corpus.json, or a CSV with an id column.",
+)
+@click.option("--workers", default=None, type=int, help="Parallel ffmpeg processes; default: all cores.")
+@click.option("--verify", is_flag=True, help="Only re-hash the shards in --out against their manifest.")
+def shard(
+    db: Path | None,
+    out: Path,
+    split_by: str,
+    ratios: str,
+    cut_date: str | None,
+    samples_per_shard: int,
+    shard_mb: float | None,
+    size: int,
+    fps: float,
+    seed: int,
+    where: str | None,
+    labels: Path | None,
+    workers: int | None,
+    verify: bool,
+) -> None:
+    """Package collected videos as WebDataset shards with leak-free splits, an index and a dataset card."""
+    from tkds.dataset.build import ShardParams, build_shards, verify_shards
+    from tkds.dataset.split import parse_ratios
+
+    if verify:
+        problems = verify_shards(out)
+        for problem in problems:
+            console.print(f"[red]bad[/] {problem}")
+        if problems:
+            raise TkdsError(
+                f"{len(problems)} shard(s) in {out} do not match dataset.json; rebuild them with tkds shard"
+            )
+        console.print(f"all shards in {out} match dataset.json")
+        return
+    if db is None:
+        raise click.UsageError("--db is required unless --verify")
+    params = ShardParams(
+        split_by=split_by, ratios=parse_ratios(ratios), cut_date=cut_date, seed=seed,
+        samples_per_shard=samples_per_shard, shard_mb=shard_mb, size=size, fps=fps, where=where,
+        labels=str(labels.resolve()) if labels else None,
+    )  # fmt: skip
+    summary = build_shards(db, out, params, workers=workers)
+    table = Table(title=f"Shards in {out}", show_header=False)
+    table.add_row("selected", str(summary.selected))
+    table.add_row("duplicates removed", str(summary.duplicates))
+    table.add_row(
+        "failures by reason", ", ".join(f"{n} {r}" for r, n in summary.failures_by_reason.items()) or "0"
+    )
+    table.add_row("samples", ", ".join(f"{split} {n}" for split, n in summary.samples.items()))
+    table.add_row(
+        "shards", f"{summary.shards} ({summary.shards_reused} reused), {summary.bytes / 1e6:.1f} MB"
+    )
+    rate = summary.prepared / summary.prepare_s if summary.prepare_s else 0
+    table.add_row("wall time", f"{summary.wall_s:.1f} s (transcode {rate:.1f} videos/s)")
+    console.print(table)
+    for video_id, reason in sorted(summary.failures.items()):
+        console.print(f"[yellow]skipped[/] video {video_id}: {reason}")
 
 
 @cli.command()

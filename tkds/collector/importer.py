@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tkds.collector.media import inspect
 from tkds.collector.parse import CaptureError, parse_capture
 from tkds.collector.store import Store, utcnow
 from tkds.console import progress_bar
@@ -22,6 +24,8 @@ class ImportSummary:
     comments: int = 0
     authors: int = 0
     failures: dict[str, str] = field(default_factory=dict)  # file -> reason
+    media_ok: int = 0
+    media_failed: int = 0
     wall_s: float = 0.0
 
     @property
@@ -29,8 +33,14 @@ class ImportSummary:
         return Counter(reason.split(":")[0] for reason in self.failures.values())
 
 
-def import_captures(db: str | Path, files: list[str | Path], progress: bool = True) -> ImportSummary:
-    """Parse each file and upsert what it holds; a bad file is named with its reason and skipped."""
+def import_captures(
+    db: str | Path, files: list[str | Path], media: str | Path | None = None, progress: bool = True
+) -> ImportSummary:
+    """Parse each file and upsert what it holds; a bad file is named with its reason and skipped.
+
+    With `media`, files named ID.mp4 (or .webm, .mkv, .mov) there are probed, hashed and recorded in
+    the `media` table in place, for the known videos that have no usable media yet.
+    """
     started = time.perf_counter()
     summary = ImportSummary(files=len(files))
     run_started = utcnow()
@@ -43,6 +53,10 @@ def import_captures(db: str | Path, files: list[str | Path], progress: bool = Tr
             except OSError as error:
                 summary.failures[str(file)] = f"unreadable: {error.strerror}"
             else:
+                if not (parsed.videos or parsed.authors or parsed.music or parsed.comments):
+                    summary.failures[str(file)] = "empty: no TikTok records found in it"
+                    bar.advance(0)
+                    continue
                 # A capture was observed when it was saved: its file time is the snapshot time.
                 observed = datetime.fromtimestamp(file.stat().st_mtime, UTC).replace(tzinfo=None)
                 counts = store.upsert(parsed, source=f"import:{file.name}", observed_at=observed)
@@ -52,6 +66,8 @@ def import_captures(db: str | Path, files: list[str | Path], progress: bool = Tr
                 summary.comments += len(parsed.comments)
                 summary.authors += len(parsed.authors)
             bar.advance(0)
+        if media is not None:
+            _register_media(store, Path(media), summary, progress)
         summary.wall_s = time.perf_counter() - started
         store.record_run(
             f"import-{run_started:%Y%m%dT%H%M%S%f}",
@@ -63,6 +79,30 @@ def import_captures(db: str | Path, files: list[str | Path], progress: bool = Tr
                 "videos_new": summary.videos_new,
                 "videos_updated": summary.videos_updated,
                 "failures": dict(summary.failures_by_reason),
+                "media_ok": summary.media_ok,
+                "media_failed": summary.media_failed,
             },
         )
     return summary
+
+
+MEDIA_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov")
+
+
+def _register_media(store: Store, media_dir: Path, summary: ImportSummary, progress: bool) -> None:
+    wanted = {
+        row[0]
+        for row in store.db.execute(
+            "SELECT id FROM videos WHERE id NOT IN (SELECT video_id FROM media WHERE status = 'ok')"
+        ).fetchall()
+    }
+    files = [f for f in sorted(media_dir.iterdir()) if f.suffix in MEDIA_SUFFIXES and f.stem in wanted]
+    with (
+        ThreadPoolExecutor(max_workers=4) as pool,
+        progress_bar("media", len(files), enabled=progress) as bar,
+    ):
+        for result in pool.map(lambda f: inspect(f.stem, f, f), files):
+            store.record_media(result)
+            summary.media_ok += result.status == "ok"
+            summary.media_failed += result.status != "ok"
+            bar.advance(0)

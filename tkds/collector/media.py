@@ -139,25 +139,31 @@ def download(
         downloaded = Path(info["requested_downloads"][0]["filepath"])
     except (yt_dlp.utils.YoutubeDLError, OSError) as error:
         return MediaResult(video_id, "failed", _classify(str(error)))
+    return inspect(video_id, downloaded, media_dir / f"{video_id}.mp4")
+
+
+def inspect(video_id: str, source: Path, final: Path) -> MediaResult:
+    """Probe, hash and move `source` to `final` (atomically); an undecodable file is removed, not moved."""
     try:
-        facts = probe(downloaded)
+        facts = probe(source)
     except ValueError as error:
-        downloaded.unlink(missing_ok=True)
+        if source != final:
+            source.unlink(missing_ok=True)
         return MediaResult(video_id, "failed", f"undecodable: {error}")
     streams = facts.get("streams", [])
     video = next((s for s in streams if s.get("codec_type") == "video"), None)
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     if video is None:
-        downloaded.unlink(missing_ok=True)
+        if source != final:
+            source.unlink(missing_ok=True)
         return MediaResult(video_id, "failed", "undecodable: no video stream")
-    digest = hashlib.sha256(downloaded.read_bytes()).hexdigest()
-    final = media_dir / f"{video_id}.mp4"
-    os.replace(downloaded, final)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    os.replace(source, final)
     numerator, _, denominator = (video.get("avg_frame_rate") or "0/1").partition("/")
     return MediaResult(
         video_id,
         "ok",
-        path=str(final),
+        path=str(final.resolve()),
         sha256=digest,
         bytes=final.stat().st_size,
         width=video.get("width"),

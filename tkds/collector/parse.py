@@ -412,6 +412,8 @@ def _parse_json(data: Any) -> Parsed:
         return _parse_sigi(data)
     if isinstance(data, dict) and "__DEFAULT_SCOPE__" in data:
         return _parse_universal(data)
+    if isinstance(data, dict) and "id" in data and "video" in data:  # one bare item, as SynthTok writes
+        return _parse_list([data])
     return parse_api(data)
 
 

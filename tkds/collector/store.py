@@ -59,6 +59,10 @@ CREATE OR REPLACE VIEW video_stats_latest AS
 CREATE OR REPLACE VIEW author_stats_latest AS
     SELECT * FROM author_stats
     QUALIFY row_number() OVER (PARTITION BY author_id ORDER BY observed_at DESC) = 1;
+CREATE TABLE IF NOT EXISTS dataset_samples (
+    dataset VARCHAR, video_id VARCHAR, split VARCHAR, shard VARCHAR, status VARCHAR, error VARCHAR,
+    updated_at TIMESTAMP, PRIMARY KEY (dataset, video_id)
+);
 CREATE TABLE IF NOT EXISTS crawl_runs (
     run_id VARCHAR PRIMARY KEY, started_at TIMESTAMP, finished_at TIMESTAMP, args JSON, counts JSON
 );

@@ -1,0 +1,104 @@
+"""The dataset card: README.md in the Datasheets-for-Datasets style, from the manifest and the samples."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from tkds.dataset.select import Candidate
+from tkds.dataset.split import SPLITS
+
+FIELDS = """| member | content |
+|---|---|
+| `ID.mp4` | H.264 yuv420p, short side {size} px (never upscaled, aspect kept), {fps} fps, a keyframe \
+every second, AAC mono 16 kHz when the source has audio (`--size 0`: the source file, `.mp4`/`.webm`/`.mkv`) |
+| `ID.flac` | the same audio, mono 16 kHz (absent when the video has no audio) |
+| `ID.json` | id, description, hashtags, music_id, music_title, author_id, create_time (unix s), stats and \
+author_stats (the latest snapshot), duration_s, width, height, fps, has_audio, audio_silent, split, labels, \
+source (sha256, codecs, the streams used) |
+| `ID.jpg` | a representative frame, for thumbnails |"""
+
+
+def _table(rows: list[tuple]) -> str:
+    return "\n".join("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)
+
+
+def write_card(out: Path, manifest: dict, kept: list[Candidate], splits: dict[str, str]) -> None:
+    counts = manifest["counts"]
+    split = manifest["split"]
+    params = manifest["params"]
+    authors = {name: len({v.author_id for v in kept if splits[v.id] == name}) for name in SPLITS}
+    sounds = Counter(v.music_id for v in kept)
+    tags = Counter(tag for v in kept for tag in v.hashtags)
+    rows = [("split", "videos", "authors", "shards")]
+    rows += [
+        (
+            name,
+            counts.get(name, 0),
+            authors[name],
+            sum(1 for url in manifest["shards"] if url.startswith(name)),
+        )
+        for name in SPLITS
+    ]
+    failures = ", ".join(f"{n} {reason}" for reason, n in manifest["failures_by_reason"].items()) or "none"
+    text = f"""---
+configs:
+- config_name: default
+  data_files:
+  - {{split: train, path: "train/*.tar"}}
+  - {{split: validation, path: "val/*.tar"}}
+  - {{split: test, path: "test/*.tar"}}
+---
+# TikTok video dataset (tkds {manifest["tkds_version"]})
+
+## Motivation
+Short-form videos with their audio and metadata, for self-supervised video and audio-visual learning and
+for the downstream tasks of `tkds bench` (category, retrieval, originality, likes, hashtags).
+
+## Composition
+{counts["kept"]} videos in WebDataset shards, keyed by TikTok video id, one folder per split:
+
+{_table(rows)}
+
+Each sample holds:
+
+{FIELDS.format(size=params["size"], fps=params["fps"])}
+
+Labels: the `{manifest["label_column"]}` column, {len(manifest["label_names"])} values
+({", ".join(manifest["label_names"][:12])}{", …" if len(manifest["label_names"]) > 12 else ""}).
+Sounds: {len(sounds)} distinct, the most used by {sounds.most_common(1)[0][1] if sounds else 0} videos.
+Hashtags: {len(tags)} distinct; most used: {", ".join(f"#{t} ({n})" for t, n in tags.most_common(8))}.
+
+## Collection process
+Collected with `tkds collect` (TikTok's web pages and item-list APIs, media through yt-dlp) into the DuckDB
+file `{manifest["source_db"]}`; selected where media probed as whole and no takedown applies
+{f"(and `{params['where']}`)" if params["where"] else ""}.
+
+## Preprocessing and cleaning
+- {counts["selected"]} videos selected; {counts["failed"]} failed to transcode ({failures});
+  {counts["duplicates"]} duplicates removed (same sha256, or frame pHashes within 4 bits on average),
+  keeping the earliest upload of each cluster. Both are recorded in the DuckDB tables `media` and
+  `dataset_samples` with their reasons.
+- Splits: by **{split["method"]}**, ratios {split["ratios"]}, seed {split["seed"]}
+  {f"(cut date {split['cut_date']})" if split["cut_date"] else ""}: a video's split is a salted hash
+  (`{split["salt"]}`) of its {"author" if split["method"] != "random" else "id"}, so adding videos never moves
+  old ones.{" No author appears in two splits." if split["method"] == "author" else ""}
+- The sound id (`music_id`) is kept so that tasks can exclude same-sound pairs: TikTok sounds are reused
+  across many videos and leak audio between splits.
+
+## Known biases
+- What TikTok's recommendation and search surfaced for the collection targets, not a random sample of
+  TikTok; popular creators, sounds and hashtags are over-represented.
+- Counts (likes, plays, followers) are a snapshot at collection time and keep growing afterwards.
+- Videos that were private, removed or region-blocked at collection time are missing.
+
+## Uses, distribution and licence
+The videos belong to their creators and are subject to TikTok's terms of service. Use them for research;
+prefer sharing `dataset.json` (ids, hashes, splits) and this tooling over the media.
+
+## Maintenance and takedown
+To remove a video, add its id to the `takedown` table of the source DuckDB file and rebuild with
+`tkds shard`: taken-down ids are always filtered out. Check the integrity of a copy with
+`tkds shard --out DIR --verify`.
+"""
+    (out / "README.md").write_text(text)

@@ -1,0 +1,102 @@
+"""Select: the videos a dataset is built from, with the metadata each sample's json carries."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from tkds.errors import TkdsError
+
+SELECT_VIDEOS = """
+SELECT v.id, v.author_id, v.music_id, mu.title, v.description, epoch(v.create_time)::BIGINT, v.source,
+       m.path, m.sha256, m.bytes,
+       s.plays, s.likes, s.comments, s.shares, s.collects,
+       a.followers, a.following, a.hearts, a.videos,
+       coalesce((SELECT list(h.tag ORDER BY h.position) FROM video_hashtags h WHERE h.video_id = v.id), [])
+FROM videos v
+JOIN media m ON m.video_id = v.id AND m.status = 'ok'
+LEFT JOIN music mu ON mu.id = v.music_id
+LEFT JOIN video_stats_latest s ON s.video_id = v.id
+LEFT JOIN author_stats_latest a ON a.author_id = v.author_id
+WHERE v.id NOT IN (SELECT video_id FROM takedown) AND ({where})
+ORDER BY v.id
+"""
+
+
+VIDEO_COUNTS = ("plays", "likes", "comments", "shares", "collects")
+AUTHOR_COUNTS = ("followers", "following", "hearts", "videos")
+
+
+@dataclass
+class Candidate:
+    """A video with usable media, and everything its sample json will say about it."""
+
+    id: str
+    author_id: str | None
+    music_id: str | None
+    music_title: str | None
+    description: str | None
+    create_time: int | None
+    source: str | None
+    path: Path
+    sha256: str
+    bytes: int
+    stats: dict
+    author_stats: dict
+    hashtags: list[str]
+    labels: dict = field(default_factory=dict)
+
+
+def select_candidates(db: duckdb.DuckDBPyConnection, where: str | None, db_path: Path) -> list[Candidate]:
+    """Videos with media status ok, not taken down, matching the optional SQL `where` (on `v`, the videos)."""
+    try:
+        rows = db.execute(SELECT_VIDEOS.format(where=where or "TRUE")).fetchall()
+    except duckdb.Error as error:
+        raise TkdsError(f"--where {where!r} is not valid SQL here: {str(error).splitlines()[0]}") from None
+    candidates = []
+    for row in rows:
+        (vid, author, music, title, text, created, source, path, sha, size, *counts, tags) = row
+        candidates.append(
+            Candidate(
+                id=vid, author_id=author, music_id=music, music_title=title, description=text,
+                create_time=created, source=source, path=_media_path(path, db_path), sha256=sha, bytes=size,
+                stats=dict(zip(VIDEO_COUNTS, counts[:5], strict=True)),
+                author_stats=dict(zip(AUTHOR_COUNTS, counts[5:], strict=True)),
+                hashtags=list(tags),
+                labels={"target": source},
+            )
+        )  # fmt: skip
+    return candidates
+
+
+def _media_path(path: str, db_path: Path) -> Path:
+    """Stored paths are absolute; older relative ones are tried from here, then from the DB's folder."""
+    candidate = Path(path)
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    return db_path.parent / candidate
+
+
+def read_labels(path: Path) -> dict[str, dict]:
+    """Per-video labels: a SynthTok corpus card (its factors) or a CSV with an `id` column."""
+    try:
+        if path.suffix == ".csv":
+            with path.open(newline="") as handle:
+                return {row.pop("id"): row for row in csv.DictReader(handle)}
+        card = json.loads(path.read_text())
+        return {
+            video["id"]: {
+                "category": video["category_name"],
+                "originality": video["originality"],
+                "is_outlier": video["is_outlier"],
+            }
+            for video in card["videos"]
+        }
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise TkdsError(
+            f"--labels {path}: not a SynthTok corpus.json or a CSV with an id column ({error!r})"
+        ) from None

@@ -1,0 +1,72 @@
+"""Split: deterministic assignment by a salted hash of a group id, so adding videos never moves old ones."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from tkds.dataset.select import Candidate
+from tkds.errors import TkdsError
+
+SPLITS = ("train", "val", "test")
+SPLIT_METHODS = ("author", "time", "random")
+SALT_VERSION = "tkds-split-v1"
+
+
+def parse_ratios(text: str) -> tuple[float, float, float]:
+    """'0.8,0.1,0.1' → (0.8, 0.1, 0.1); three non-negative numbers that sum to 1."""
+    try:
+        ratios = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise TkdsError(f"--ratios {text!r}: give three numbers such as 0.8,0.1,0.1") from None
+    if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-6:
+        raise TkdsError(f"--ratios {text!r}: give train,val,test as three non-negative numbers summing to 1")
+    return ratios  # type: ignore[return-value]
+
+
+def unit_hash(group: str, seed: int) -> float:
+    """A uniform number in [0, 1) from the group id and a versioned salt."""
+    digest = hashlib.sha256(f"{SALT_VERSION}:{seed}:{group}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _bucket(value: float, ratios: tuple[float, ...], names: tuple[str, ...]) -> str:
+    edge = 0.0
+    for name, ratio in zip(names, ratios, strict=True):
+        edge += ratio
+        if value < edge:
+            return name
+    return names[-1]
+
+
+def assign_splits(
+    candidates: list[Candidate],
+    method: str = "author",
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    cut: datetime | None = None,
+) -> dict[str, str]:
+    """video id → split.
+
+    - author: the author id is the group, so nobody's videos straddle splits;
+    - random: each video is its own group;
+    - time: videos created before `cut` are train; later ones go to val and test in the ratio of those two,
+      grouped by author.
+    """
+    if method not in SPLIT_METHODS:
+        raise TkdsError(f"--split-by {method!r}: choose one of {', '.join(SPLIT_METHODS)}")
+    if method == "time" and cut is None:
+        raise TkdsError("--split-by time needs --cut-date YYYY-MM-DD")
+    splits = {}
+    for video in candidates:
+        group = video.id if method == "random" else (video.author_id or video.id)
+        value = unit_hash(group, seed)
+        if method == "time":
+            created = datetime.fromtimestamp(video.create_time or 0, UTC).replace(tzinfo=None)
+            held_out = (ratios[1] + ratios[2]) or 1.0
+            splits[video.id] = (
+                "train" if created < cut else _bucket(value, (ratios[1] / held_out, 1.0), ("val", "test"))
+            )
+        else:
+            splits[video.id] = _bucket(value, ratios, SPLITS)
+    return splits

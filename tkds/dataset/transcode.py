@@ -1,0 +1,213 @@
+"""Prepare one video for a shard: one ffmpeg process writes the training copy, its sidecars and hash frames.
+
+Per video, `prepare` runs ffprobe (to choose streams) and then a single ffmpeg process that decodes the
+source once and writes: the H.264/AAC mp4 (short side `size`, never upscaled, a keyframe every second),
+the 16 kHz mono flac sidecar, a jpg thumbnail, and 32×32 grey frames at 1 fps on stdout for the
+perceptual hash. With `size=0` the source bytes are kept as they are and only the sidecars are written.
+A failure is a value (`Prepared.error`), never an exception, so one bad file never stops a build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+
+from tkds.dataset.framehash import frame_hashes
+
+SAMPLE_RATE = 16000
+HASH_SIDE = 32
+MAX_HASH_FRAMES = 16
+SILENCE_DB = -60.0  # max volume below this is digital silence (the fixture's silent track is about -91 dB)
+CONTAINER_SUFFIXES = {"mov,mp4,m4a,3gp,3g2,mj2": "mp4", "matroska,webm": "webm"}
+
+
+@dataclass(frozen=True)
+class TranscodeParams:
+    size: int = 256  # short side; 0 keeps the source bytes
+    fps: float = 15.0
+    crf: int = 23
+    audio_bitrate: str = "48k"
+
+
+@dataclass
+class Prepared:
+    """The files and facts of one prepared video, or its error."""
+
+    video_id: str
+    error: str | None = None
+    video_ext: str = "mp4"
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    duration_s: float | None = None
+    has_audio: bool = False
+    audio_silent: bool = False
+    video_stream: int | None = None
+    audio_stream: int | None = None
+    source_vcodec: str | None = None
+    source_acodec: str | None = None
+    frame_hash: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+def _ffprobe(source: Path) -> dict:
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(source)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise ValueError((result.stderr.strip().splitlines() or ["ffprobe failed"])[-1])
+    return json.loads(result.stdout)
+
+
+def _rate(text: str | None) -> float | None:
+    numerator, _, denominator = (text or "0/0").partition("/")
+    try:
+        value = float(numerator) / float(denominator or 1)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return value or None
+
+
+def choose_streams(facts: dict) -> tuple[dict | None, dict | None]:
+    """The default video stream (the largest if several are default) and the default audio stream
+    (most channels, then highest sample rate): ffmpeg's own choice, made explicit so it can be recorded."""
+
+    def best(kind: str, key) -> dict | None:
+        streams = [s for s in facts.get("streams", []) if s.get("codec_type") == kind]
+        default = [s for s in streams if s.get("disposition", {}).get("default")]
+        return max(default or streams, key=key, default=None)
+
+    video = best("video", lambda s: (s.get("width") or 0) * (s.get("height") or 0))
+    audio = best("audio", lambda s: (s.get("channels") or 0, int(s.get("sample_rate") or 0)))
+    return video, audio
+
+
+def output_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """Scale so the short side is `size` (never up), keeping the aspect ratio, with even sides for yuv420p."""
+    scale = min(1.0, size / min(width, height))
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+def _duration(facts: dict, video: dict) -> float | None:
+    for value in (facts.get("format", {}).get("duration"), video.get("duration")):
+        if value not in (None, "N/A"):
+            return float(value)
+    return None
+
+
+def prepare(video_id: str, source: Path, work: Path, params: TranscodeParams) -> Prepared:
+    """Write WORK/ID/{video.EXT, audio.flac, thumb.jpg, facts.json}; the folder appears only when complete."""
+    done = work / video_id
+    partial = work / f"{video_id}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        facts = _ffprobe(source)
+    except (ValueError, OSError) as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        return Prepared(video_id, error=f"undecodable: {error}")
+    video, audio = choose_streams(facts)
+    if video is None or not video.get("width"):
+        shutil.rmtree(partial, ignore_errors=True)
+        return Prepared(video_id, error="undecodable: no video stream")
+    prepared = Prepared(
+        video_id,
+        video_stream=video["index"],
+        audio_stream=audio["index"] if audio else None,
+        has_audio=audio is not None,
+        source_vcodec=video.get("codec_name"),
+        source_acodec=audio.get("codec_name") if audio else None,
+        duration_s=_duration(facts, video),
+    )
+    if params.size:
+        prepared.width, prepared.height = output_size(video["width"], video["height"], params.size)
+        prepared.fps = params.fps
+    else:
+        prepared.width, prepared.height = video["width"], video["height"]
+        prepared.fps = _rate(video.get("avg_frame_rate"))
+        format_names = facts.get("format", {}).get("format_name", "")
+        prepared.video_ext = CONTAINER_SUFFIXES.get(format_names, "mkv")
+    error = _run_ffmpeg(source, partial, prepared, params)
+    if error is None and prepared.duration_s is None:
+        prepared.duration_s = _duration(_ffprobe(partial / f"video.{prepared.video_ext}"), {})
+    if error is not None:
+        shutil.rmtree(partial, ignore_errors=True)
+        return Prepared(video_id, error=error)
+    (partial / "facts.json").write_text(prepared.to_json())
+    shutil.rmtree(done, ignore_errors=True)
+    os.replace(partial, done)
+    return prepared
+
+
+def load_prepared(work: Path, video_id: str) -> Prepared | None:
+    """The facts of a video prepared by an earlier (perhaps killed) run, or None."""
+    facts = work / video_id / "facts.json"
+    return Prepared(**json.loads(facts.read_text())) if facts.is_file() else None
+
+
+def _run_ffmpeg(source: Path, out: Path, prepared: Prepared, params: TranscodeParams) -> str | None:
+    v, a = f"0:{prepared.video_stream}", f"0:{prepared.audio_stream}"
+    hash_chain = f"fps=1,scale={HASH_SIDE}:{HASH_SIDE}:flags=area,format=gray[hash]"
+    thumb_chain = "thumbnail=30,format=yuvj420p[thumb]"  # the most representative frame of the first 30
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-y",
+        "-i",
+        str(source),
+    ]
+    graph: list[str] = []
+    outputs: list[str] = []
+    if params.size:
+        graph.append(
+            f"[{v}]fps={params.fps},scale={prepared.width}:{prepared.height}:flags=bicubic,"
+            f"format=yuv420p,split=3[video][t][h];[t]{thumb_chain};[h]{hash_chain}"
+        )
+        keyframe = max(1, round(params.fps))
+        outputs += ["-map", "[video]"]
+        if prepared.has_audio:
+            outputs += ["-map", "[aac]", "-c:a", "aac", "-b:a", params.audio_bitrate]
+        outputs += [
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", str(params.crf), "-threads", "1",
+            "-g", str(keyframe), "-keyint_min", str(keyframe), "-sc_threshold", "0",
+            "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
+            "-map_metadata", "-1", "-movflags", "+faststart", str(out / "video.mp4"),
+        ]  # fmt: skip
+    else:
+        graph.append(f"[{v}]split=2[t][h];[t]{thumb_chain};[h]{hash_chain}")
+        shutil.copyfile(source, out / f"video.{prepared.video_ext}")
+    if prepared.has_audio:
+        split = "asplit=2[aac][a]" if params.size else "anull[a]"
+        graph.append(f"[{a}]aresample={SAMPLE_RATE},pan=mono|c0=c0,{split};[a]volumedetect[flac]")
+        outputs += ["-map", "[flac]", "-c:a", "flac", str(out / "audio.flac")]
+    outputs += ["-map", "[thumb]", "-frames:v", "1", "-q:v", "3", str(out / "thumb.jpg")]
+    outputs += ["-map", "[hash]", "-frames:v", str(MAX_HASH_FRAMES), "-f", "rawvideo", "pipe:1"]
+    command += ["-filter_complex", ";".join(graph), *outputs]
+    result = subprocess.run(command, capture_output=True)
+    stderr = result.stderr.decode(errors="replace")
+    if result.returncode != 0:
+        if "No space left on device" in stderr:
+            return "disk_full: no space left on device"
+        lines = [line for line in stderr.splitlines() if "rror" in line] or stderr.splitlines() or ["?"]
+        return f"undecodable: {lines[-1].strip()}"
+    frames = np.frombuffer(result.stdout, dtype=np.uint8)
+    if frames.size < HASH_SIDE * HASH_SIDE:
+        return "undecodable: no frames decoded"
+    prepared.frame_hash = frame_hashes(frames.reshape(-1, HASH_SIDE, HASH_SIDE))
+    peak = re.search(r"max_volume: (-?[\d.]+|-inf) dB", stderr)
+    prepared.audio_silent = bool(prepared.has_audio and peak and float(peak.group(1)) < SILENCE_DB)
+    return None
