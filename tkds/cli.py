@@ -315,7 +315,8 @@ def shard(
         "shards", f"{summary.shards} ({summary.shards_reused} reused), {summary.bytes / 1e6:.1f} MB"
     )
     rate = summary.prepared / summary.prepare_s if summary.prepare_s else 0
-    table.add_row("wall time", f"{summary.wall_s:.1f} s (transcode {rate:.1f} videos/s)")
+    stage = "transcode" if size else "pass-through"
+    table.add_row("wall time", f"{summary.wall_s:.1f} s ({stage} {rate:.1f} videos/s)")
     console.print(table)
     for video_id, reason in sorted(summary.failures.items()):
         console.print(f"[yellow]skipped[/] video {video_id}: {reason}")

@@ -27,7 +27,7 @@ from tkds.dataset.card import write_card
 from tkds.dataset.dedupe import duplicate_clusters
 from tkds.dataset.select import Candidate, read_labels, select_candidates
 from tkds.dataset.split import SPLITS, assign_splits, unit_hash
-from tkds.dataset.transcode import Prepared, TranscodeParams, load_prepared, prepare
+from tkds.dataset.transcode import Prepared, TranscodeParams, load_prepared, passthrough, prepare
 from tkds.errors import TkdsError
 
 WORK_DIR = ".work"
@@ -205,6 +205,8 @@ def _prepare_all(
             prepared[video.id] = earlier
         elif not video.path.is_file():
             summary.failures[video.id] = f"missing: media file {video.path} is gone; re-collect it"
+        elif not params.size:
+            prepared[video.id] = passthrough(video.id, video.path, video.media)
         else:
             pending.append(video)
     started = time.perf_counter()
@@ -280,13 +282,22 @@ def _sample_json(video: Candidate, prep: Prepared, split: str) -> dict:
 
 
 def _members(work: Path, video: Candidate, prep: Prepared, split: str) -> list[tuple[str, bytes]]:
+    sample = (f"{video.id}.json", json.dumps(_sample_json(video, prep, split)).encode())
+    if prep.source_path:
+        return [(f"{video.id}.{prep.video_ext}", Path(prep.source_path).read_bytes()), sample]
     folder = work / prep.video_id  # an exact copy's files are its keeper's
     members = [(f"{video.id}.{prep.video_ext}", (folder / f"video.{prep.video_ext}").read_bytes())]
     if prep.has_audio:
         members.append((f"{video.id}.flac", (folder / "audio.flac").read_bytes()))
-    members.append((f"{video.id}.json", json.dumps(_sample_json(video, prep, split)).encode()))
+    members.append(sample)
     members.append((f"{video.id}.jpg", (folder / "thumb.jpg").read_bytes()))
     return members
+
+
+def _sample_bytes(work: Path, prep: Prepared) -> int:
+    if prep.source_path:
+        return Path(prep.source_path).stat().st_size
+    return sum(file.stat().st_size for file in (work / prep.video_id).iterdir())
 
 
 def _chunks(videos: list[Candidate], sizes: dict[str, int], params: ShardParams) -> list[list[Candidate]]:
@@ -315,10 +326,7 @@ def _write_splits(
 ) -> dict[str, str]:
     """Write every split's shards and index; returns video id → shard path (relative to OUT)."""
     work = out / WORK_DIR
-    sizes = {
-        video.id: sum(f.stat().st_size for f in (work / prep_of[video.id].video_id).iterdir())
-        for video in kept
-    }
+    sizes = {video.id: _sample_bytes(work, prep_of[video.id]) for video in kept}
     placed: dict[str, str] = {}
     with progress_bar("shards", len(kept), enabled=progress) as bar:
         for split in SPLITS:

@@ -13,7 +13,8 @@ from tkds.errors import TkdsError
 
 SELECT_VIDEOS = """
 SELECT v.id, v.author_id, v.music_id, mu.title, v.description, epoch(v.create_time)::BIGINT, v.source,
-       m.path, m.sha256, m.bytes,
+       m.path, m.sha256, m.bytes, m.width, m.height, m.fps, m.duration_s, m.has_audio, m.vcodec, m.acodec,
+       m.frame_hash,
        s.plays, s.likes, s.comments, s.shares, s.collects,
        a.followers, a.following, a.hearts, a.videos,
        coalesce((SELECT list(h.tag ORDER BY h.position) FROM video_hashtags h WHERE h.video_id = v.id), [])
@@ -29,6 +30,7 @@ ORDER BY v.id
 
 VIDEO_COUNTS = ("plays", "likes", "comments", "shares", "collects")
 AUTHOR_COUNTS = ("followers", "following", "hearts", "videos")
+MEDIA_FACTS = ("width", "height", "fps", "duration_s", "has_audio", "vcodec", "acodec", "frame_hash")
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Candidate:
     stats: dict
     author_stats: dict
     hashtags: list[str]
+    media: dict = field(default_factory=dict)  # the collector's ffprobe facts and any frame hash
     labels: dict = field(default_factory=dict)
 
 
@@ -59,7 +62,8 @@ def select_candidates(db: duckdb.DuckDBPyConnection, where: str | None, db_path:
         raise TkdsError(f"--where {where!r} is not valid SQL here: {str(error).splitlines()[0]}") from None
     candidates = []
     for row in rows:
-        (vid, author, music, title, text, created, source, path, sha, size, *counts, tags) = row
+        (vid, author, music, title, text, created, source, path, sha, size, *rest) = row
+        facts, counts, tags = rest[:8], rest[8:17], rest[17]
         candidates.append(
             Candidate(
                 id=vid, author_id=author, music_id=music, music_title=title, description=text,
@@ -67,6 +71,7 @@ def select_candidates(db: duckdb.DuckDBPyConnection, where: str | None, db_path:
                 stats=dict(zip(VIDEO_COUNTS, counts[:5], strict=True)),
                 author_stats=dict(zip(AUTHOR_COUNTS, counts[5:], strict=True)),
                 hashtags=list(tags),
+                media=dict(zip(MEDIA_FACTS, facts, strict=True)),
                 labels={"target": source},
             )
         )  # fmt: skip

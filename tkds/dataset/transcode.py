@@ -3,7 +3,7 @@
 Per video, `prepare` runs ffprobe (to choose streams) and then a single ffmpeg process that decodes the
 source once and writes: the H.264/AAC mp4 (short side `size`, never upscaled, a keyframe every second),
 the 16 kHz mono flac sidecar, a jpg thumbnail, and 32×32 grey frames at 1 fps on stdout for the
-perceptual hash. With `size=0` the source bytes are kept as they are and only the sidecars are written.
+perceptual hash. With `size=0` nothing is decoded: `passthrough` keeps the collected file as it is.
 A failure is a value (`Prepared.error`), never an exception, so one bad file never stops a build.
 """
 
@@ -26,7 +26,7 @@ SAMPLE_RATE = 16000
 HASH_SIDE = 32
 MAX_HASH_FRAMES = 16
 SILENCE_DB = -60.0  # max volume below this is digital silence (the fixture's silent track is about -91 dB)
-CONTAINER_SUFFIXES = {"mov,mp4,m4a,3gp,3g2,mj2": "mp4", "matroska,webm": "webm"}
+VIDEO_SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mp4", ".webm": "webm"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class Prepared:
     source_vcodec: str | None = None
     source_acodec: str | None = None
     frame_hash: str | None = None
+    source_path: str | None = None  # set by `passthrough`: the sample is this file, without sidecars
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -131,14 +132,8 @@ def prepare(video_id: str, source: Path, work: Path, params: TranscodeParams) ->
         source_acodec=audio.get("codec_name") if audio else None,
         duration_s=_duration(facts, video),
     )
-    if params.size:
-        prepared.width, prepared.height = output_size(video["width"], video["height"], params.size)
-        prepared.fps = params.fps
-    else:
-        prepared.width, prepared.height = video["width"], video["height"]
-        prepared.fps = _rate(video.get("avg_frame_rate"))
-        format_names = facts.get("format", {}).get("format_name", "")
-        prepared.video_ext = CONTAINER_SUFFIXES.get(format_names, "mkv")
+    prepared.width, prepared.height = output_size(video["width"], video["height"], params.size)
+    prepared.fps = params.fps
     error = _run_ffmpeg(source, partial, prepared, params)
     if error is None and prepared.duration_s is None:
         prepared.duration_s = _duration(_ffprobe(partial / f"video.{prepared.video_ext}"), {})
@@ -149,6 +144,23 @@ def prepare(video_id: str, source: Path, work: Path, params: TranscodeParams) ->
     shutil.rmtree(done, ignore_errors=True)
     os.replace(partial, done)
     return prepared
+
+
+def passthrough(video_id: str, source: Path, media: dict) -> Prepared:
+    """`--size 0`: the collected file as the sample, described by the collector's probe; no decoding."""
+    return Prepared(
+        video_id,
+        video_ext=VIDEO_SUFFIXES.get(source.suffix.lower(), "mkv"),
+        width=media.get("width"),
+        height=media.get("height"),
+        fps=media.get("fps"),
+        duration_s=media.get("duration_s"),
+        has_audio=bool(media.get("has_audio")),
+        source_vcodec=media.get("vcodec"),
+        source_acodec=media.get("acodec"),
+        frame_hash=media.get("frame_hash"),
+        source_path=str(source),
+    )
 
 
 def load_prepared(work: Path, video_id: str) -> Prepared | None:
@@ -170,29 +182,22 @@ def _run_ffmpeg(source: Path, out: Path, prepared: Prepared, params: TranscodePa
         "-i",
         str(source),
     ]
-    graph: list[str] = []
-    outputs: list[str] = []
-    if params.size:
-        graph.append(
-            f"[{v}]fps={params.fps},scale={prepared.width}:{prepared.height}:flags=bicubic,"
-            f"format=yuv420p,split=3[video][t][h];[t]{thumb_chain};[h]{hash_chain}"
-        )
-        keyframe = max(1, round(params.fps))
-        outputs += ["-map", "[video]"]
-        if prepared.has_audio:
-            outputs += ["-map", "[aac]", "-c:a", "aac", "-b:a", params.audio_bitrate]
-        outputs += [
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", str(params.crf), "-threads", "1",
-            "-g", str(keyframe), "-keyint_min", str(keyframe), "-sc_threshold", "0",
-            "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
-            "-map_metadata", "-1", "-movflags", "+faststart", str(out / "video.mp4"),
-        ]  # fmt: skip
-    else:
-        graph.append(f"[{v}]split=2[t][h];[t]{thumb_chain};[h]{hash_chain}")
-        shutil.copyfile(source, out / f"video.{prepared.video_ext}")
+    graph = [
+        f"[{v}]fps={params.fps},scale={prepared.width}:{prepared.height}:flags=bicubic,"
+        f"format=yuv420p,split=3[video][t][h];[t]{thumb_chain};[h]{hash_chain}"
+    ]
+    keyframe = max(1, round(params.fps))
+    outputs = ["-map", "[video]"]
     if prepared.has_audio:
-        split = "asplit=2[aac][a]" if params.size else "anull[a]"
-        graph.append(f"[{a}]aresample={SAMPLE_RATE},pan=mono|c0=c0,{split};[a]volumedetect[flac]")
+        outputs += ["-map", "[aac]", "-c:a", "aac", "-b:a", params.audio_bitrate]
+    outputs += [
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", str(params.crf), "-threads", "1",
+        "-g", str(keyframe), "-keyint_min", str(keyframe), "-sc_threshold", "0",
+        "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
+        "-map_metadata", "-1", "-movflags", "+faststart", str(out / "video.mp4"),
+    ]  # fmt: skip
+    if prepared.has_audio:
+        graph.append(f"[{a}]aresample={SAMPLE_RATE},pan=mono|c0=c0,asplit=2[aac][a];[a]volumedetect[flac]")
         outputs += ["-map", "[flac]", "-c:a", "flac", str(out / "audio.flac")]
     outputs += ["-map", "[thumb]", "-frames:v", "1", "-q:v", "3", str(out / "thumb.jpg")]
     outputs += ["-map", "[hash]", "-frames:v", str(MAX_HASH_FRAMES), "-f", "rawvideo", "pipe:1"]
