@@ -303,7 +303,10 @@ def shard(
         samples_per_shard=samples_per_shard, shard_mb=shard_mb, size=size, fps=fps, where=where,
         labels=str(labels.resolve()) if labels else None,
     )  # fmt: skip
-    summary = build_shards(db, out, params, workers=workers)
+    _print_shard_summary(build_shards(db, out, params, workers=workers), out)
+
+
+def _print_shard_summary(summary, out: Path) -> None:
     table = Table(title=f"Shards in {out}", show_header=False)
     table.add_row("selected", str(summary.selected))
     table.add_row("duplicates removed", str(summary.duplicates))
@@ -315,62 +318,87 @@ def shard(
         "shards", f"{summary.shards} ({summary.shards_reused} reused), {summary.bytes / 1e6:.1f} MB"
     )
     rate = summary.prepared / summary.prepare_s if summary.prepare_s else 0
-    stage = "transcode" if size else "pass-through"
-    table.add_row("wall time", f"{summary.wall_s:.1f} s ({stage} {rate:.1f} videos/s)")
+    table.add_row("wall time", f"{summary.wall_s:.1f} s (prepare {rate:.1f} videos/s)")
     console.print(table)
     for video_id, reason in sorted(summary.failures.items()):
         console.print(f"[yellow]skipped[/] video {video_id}: {reason}")
 
 
 @cli.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("demo"), show_default=True)
-@click.option("--videos", default=200, show_default=True)
-def demo(out: Path, videos: int) -> None:
-    """The embedded default: the whole pipeline that exists today, on a fresh SynthTok corpus.
+@click.option("--shards", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True)
+@click.option(
+    "--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="The run folder."
+)
+@click.option(
+    "--methods",
+    default="random,simclr,av-simclr,metadata-only,sound-id",
+    show_default=True,
+    help="Comma-separated: random, simclr, av-simclr, moco, vicreg, supervised, metadata-only, sound-id.",
+)
+@click.option(
+    "--preset", default="cpu-tiny", show_default=True, help="cpu-tiny, cpu-small, gpu-small, gpu-full."
+)
+@click.option("--seeds", default=2, show_default=True)
+@click.option("--tasks", default=None, help="Comma-separated; default: all.")
+@click.option("--label", default=None, help="The label column; default: the dataset's (category or target).")
+@click.option("--device", default=None, help="cpu or cuda; default: cuda when there is one.")
+def bench(
+    shards: Path, out: Path, methods: str, preset: str, seeds: int, tasks: str | None, label: str | None,
+    device: str | None,
+) -> None:  # fmt: skip
+    """Train the methods on the shards, score them on the downstream tasks, and write the leaderboard."""
+    from tkds.benchmarks.run import bench as run_bench
 
-    SynthTok → the twin → collect #fyp into DuckDB and media/ → a first answer in SQL.
-    """
-    from tkds.collector.collect import collect as run_collect
-    from tkds.collector.store import Store
-    from tkds.synth import CORPUS_FILE, generate
-    from tkds.synth.summary import corpus_stats, load_corpus
-    from tkds.twin import serve
+    summary = run_bench(
+        shards, out, tuple(m.strip() for m in methods.split(",") if m.strip()), preset, seeds,
+        tuple(t.strip() for t in tasks.split(",")) if tasks else None, label, device,
+    )  # fmt: skip
+    _print_bench_summary(summary, out)
 
-    corpus_dir = out / "corpus"
-    if (corpus_dir / CORPUS_FILE).exists():
-        console.print(f"[bold]synth:[/] {corpus_dir} is complete; reusing it")
-    else:
-        _print_synth_summary(generate(corpus_dir, videos))
-    stats = corpus_stats(load_corpus(corpus_dir))
-    table = Table(title="What the corpus holds", show_header=False)
-    for key, value in stats.items():
-        if key != "bayes_r2":
-            table.add_row(key.replace("_", " "), str(value))
+
+def _print_bench_summary(summary, out: Path) -> None:
+    table = Table(title=f"Bench run in {out}", show_header=False)
+    table.add_row("done", f"{len(summary.done)} new, {len(summary.reused)} reused")
+    table.add_row("failed", ", ".join(f"{cell}: {reason}" for cell, reason in summary.failed.items()) or "0")
+    stages = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in summary.stage_s.items())
+    table.add_row("wall time", f"{summary.wall_s:.0f} s ({stages or 'all reused'})")
+    table.add_row("leaderboard", f"{out / 'leaderboard.md'}, .json, .html")
     console.print(table)
+    console.print((out / "leaderboard.md").read_text().split("\n## ")[0])
 
-    db = out / "tk.duckdb"
-    with serve(corpus_dir, seed=0) as twin:
-        console.print(f"[bold]twin:[/] serving {corpus_dir} as TikTok through {twin.proxy_url}")
-        summary = run_collect(
-            db,
-            hashtags=["fyp"],
-            limit=videos,
-            media_dir=out / "media",
-            rate=20.0,
-            proxies=[twin.proxy_url],
-            ca_cert=twin.ca_path,
-        )
-    _print_collect_summary(summary, db, 0)
-    with Store.open(db) as store:
-        rows = store.likes_per_follower_by_tag(limit=8)
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("demo"), show_default=True)
+@click.option("--tiny", is_flag=True, help="A minute-scale version (48 short videos), as CI runs it.")
+def demo(out: Path, tiny: bool) -> None:
+    """The embedded default: SynthTok → the twin → collect → shard → bench cpu-tiny → leaderboard."""
+    from tkds.benchmarks.demo import FULL, TINY, run_demo
+    from tkds.collector.store import Store
+
+    def report(stage: str, summary) -> None:
+        if stage == "synth":
+            _print_synth_summary(summary)
+        elif stage == "collect":
+            _print_collect_summary(summary, out / "tk.duckdb", 0)
+        elif stage == "shard":
+            _print_shard_summary(summary, out / "shards")
+        else:
+            _print_bench_summary(summary, out / "run")
+
+    result = run_demo(out, TINY if tiny else FULL, report)
+    with Store.open(out / "tk.duckdb") as store:
+        rows = store.likes_per_follower_by_tag(limit=5)
     answer = Table(title="Likes per follower by hashtag (SQL on the DuckDB file)")
     for column in ("hashtag", "videos", "likes per follower"):
         answer.add_column(column)
     for tag, count, ratio in rows:
         answer.add_row(f"#{tag}", str(count), f"{ratio:.3f}")
     console.print(answer)
+    stages = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in result.stage_s.items())
+    console.print(f"Stages: {stages}")
     console.print(
-        f"Explore it: duckdb {db}  (tables: videos, video_hashtags, video_stats_latest, authors, media)"
+        f"Files: {out / 'tk.duckdb'} (DuckDB), {out / 'shards'} (WebDataset), "
+        f"{out / 'run' / 'leaderboard.html'} (open it in a browser). Serve it: tkds serve --run {out / 'run'}"
     )
 
 

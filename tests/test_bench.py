@@ -1,0 +1,77 @@
+"""`tkds bench` and `tkds demo`: cells, seeds, failures, references and the three leaderboard files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tkds.benchmarks.leaderboard import aggregate_rows
+from tkds.benchmarks.run import bench, metadata_table
+from tkds.benchmarks.tasks import TASKS
+
+TKDS = [sys.executable, "-m", "tkds"]
+
+
+def _cell(run: Path, method: str, seed: int, value: float) -> None:
+    cell = run / method / f"seed{seed}"
+    cell.mkdir(parents=True)
+    rows = {"video": {"metrics": {"likes": {"r2_combined": value}}, "skipped": {}}}
+    (cell / "metrics.json").write_text(json.dumps({"rows": rows, "modality": "video", "device": "cpu"}))
+
+
+def test_seeds_aggregate_to_mean_and_sample_std(tmp_path: Path) -> None:
+    for seed, value in enumerate([0.5, 0.7, 0.9]):
+        _cell(tmp_path, "simclr", seed, value)
+    (tmp_path / "random" / "seed0").mkdir(parents=True)
+    (tmp_path / "random" / "seed0" / "error.json").write_text(json.dumps({"error": "NaN loss at step 3"}))
+    rows = aggregate_rows(tmp_path, ("simclr", "random"), seeds=3)
+    simclr = rows[0]["metrics"]["likes"]["r2_combined"]
+    assert simclr["mean"] == pytest.approx(0.7) and simclr["n"] == 3
+    assert simclr["std"] == pytest.approx(0.2)  # sqrt(((-.2)² + 0 + .2²) / (3 - 1))
+    assert rows[1]["seeds"] == 0
+    assert rows[1]["failed"] == {0: "NaN loss at step 3", 1: "not run", 2: "not run"}
+
+
+def test_metadata_table_reads_every_sample(built_shards: Path) -> None:
+    table = metadata_table(built_shards, "category")
+    assert table.height == 12 and table["key"].n_unique() == 12
+    assert table["label"].null_count() == 0 and table["likes"].null_count() == 0
+    assert set(table["split"].unique()) <= {"train", "val", "test"}
+
+
+def test_reference_rows_give_every_task_and_three_leaderboard_files(
+    built_shards: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    summary = bench(built_shards, run, ("metadata-only", "sound-id"), seeds=2, progress=False)
+    assert sorted(summary.done) == [
+        "metadata-only/seed0",
+        "metadata-only/seed1",
+        "sound-id/seed0",
+        "sound-id/seed1",
+    ]
+    board = json.loads((run / "leaderboard.json").read_text())
+    for row in board["rows"][:2]:
+        assert set(row["metrics"]) | set(row["skipped"]) == set(TASKS), row["method"]
+        assert row["seeds"] == 2
+    assert board["rows"][-1]["method"] == "bayes-optimal"
+    markdown = (run / "leaderboard.md").read_text()
+    assert all(f"## {task}" in markdown for task in TASKS)
+    page = (run / "leaderboard.html").read_text()
+    assert page.count("data:image/png;base64,") >= 1 and "src='http" not in page
+    again = bench(built_shards, run, ("metadata-only", "sound-id"), seeds=2, progress=False)
+    assert again.done == [] and len(again.reused) == 4
+
+
+def test_unknown_method_is_refused_with_the_valid_names(built_shards: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*TKDS, "bench", "--shards", str(built_shards), "--out", str(tmp_path / "r"), "--methods", "dino"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "unknown method dino; choose from" in result.stderr and "av-simclr" in result.stderr
