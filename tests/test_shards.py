@@ -21,6 +21,7 @@ from tkds.collector.importer import import_captures
 from tkds.collector.media import MediaResult
 from tkds.collector.store import Store
 from tkds.dataset.build import ShardParams, build_shards, verify_shards
+from tkds.dataset.loader import load_eval_clips
 from tkds.dataset.select import Candidate
 from tkds.dataset.split import assign_splits, parse_ratios
 from tkds.errors import TkdsError
@@ -83,7 +84,10 @@ def test_shards_layout_index_manifest_and_card(built_shards: Path, synth_db: Pat
         assert heading in card
     assert "by **author**" in card
     with duckdb.connect(str(synth_db), read_only=True) as db:
-        rows = db.execute("SELECT status, count(*) FROM dataset_samples GROUP BY 1").fetchall()
+        rows = db.execute(
+            "SELECT status, count(*) FROM dataset_samples WHERE dataset = ? GROUP BY 1",
+            [str(built_shards.resolve())],
+        ).fetchall()
         assert dict(rows) == {"ok": 12}
         assert db.execute("SELECT count(*) FROM media WHERE frame_hash IS NULL").fetchone()[0] == 0
 
@@ -273,6 +277,11 @@ def test_real_media_edge_cases(tmp_path: Path) -> None:
     with duckdb.connect(str(db), read_only=True) as con:
         failed = con.execute("SELECT video_id, error FROM dataset_samples WHERE status = 'failed'").fetchall()
     assert [names[row[0]] for row in failed] == ["corrupt.mp4"] and failed[0][1].startswith("undecodable")
+    loaded = {names[e["key"]]: e for e in load_eval_clips(out, "train", clips=2, frames=8, size=64)}
+    assert set(loaded) == set(rows)
+    assert not loaded["mkv_no_audio_sign_again.mkv"]["has_audio"]
+    assert bool((loaded["mkv_no_audio_sign_again.mkv"]["audio"] == 0).all())
+    assert loaded["landscape_h264_mp3_chaplin.mp4"]["has_audio"]
 
 
 @pytest.mark.slow
