@@ -71,6 +71,7 @@ def test_shards_layout_index_manifest_and_card(built_shards: Path, synth_db: Pat
             assert {"mp4", "flac", "json", "jpg"} <= set(row)
             assert meta["labels"]["category"] in manifest["label_names"]
             assert meta["stats"]["likes"] is not None and meta["author_stats"]["followers"] is not None
+            assert meta["url"] == f"https://www.tiktok.com/@{meta['author_unique_id']}/video/{meta['id']}"
             assert min(meta["width"], meta["height"]) == 128  # SynthTok's 144 px short side, scaled down
             seen.append(meta["id"])
     assert len(seen) == len(set(seen)) == 12
@@ -161,7 +162,7 @@ def _candidates(rng: random.Random, count: int, authors: int) -> list[Candidate]
     return [
         Candidate(
             id=str(7_000_000_000_000_000_000 + rng.randrange(10**15)),
-            author_id=str(rng.randrange(authors)),
+            author_id=str(rng.randrange(authors)), author_unique_id=None,
             music_id=None, music_title=None, description=None,
             create_time=rng.randrange(1_600_000_000, 1_800_000_000), source=None, path=Path("x"),
             sha256=str(i), bytes=1, stats={}, author_stats={}, hashtags=[],

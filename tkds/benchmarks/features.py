@@ -15,7 +15,8 @@ from tkds.errors import TkdsError
 
 FEATURES = ("video", "audio", "audio-visual")
 REFERENCES = ("metadata_only", "sound_onehot")
-AUTHOR_STATS = ("followers", "author_hearts", "author_videos")
+# What is known of a video before looking at it: its author's counts and how long it has been up.
+METADATA_COLUMNS = ("followers", "author_hearts", "author_videos", "age_days")
 # One-hot columns beyond this many sounds would not fit in memory on a real crawl (~10⁵ sounds).
 SOUND_ONEHOT_MAX_DIMS = 2048
 # solo-learn's weighted-kNN temperature: votes weigh exp(cos / T).
@@ -86,14 +87,14 @@ def embedding(table: pl.DataFrame, features: str) -> np.ndarray:
     return _column_matrix(table, features)
 
 
-def author_stats(table: pl.DataFrame) -> np.ndarray:
-    """log(1 + followers, hearts, videos) of each row's author, (n, 3); NaN where unknown."""
-    return np.column_stack([column(table, c).cast(pl.Float64).log1p().to_numpy() for c in AUTHOR_STATS])
+def metadata_features(table: pl.DataFrame) -> np.ndarray:
+    """log(1 + followers, author hearts, author videos, age in days), (n, 4); NaN where unknown."""
+    return np.column_stack([column(table, c).cast(pl.Float64).log1p().to_numpy() for c in METADATA_COLUMNS])
 
 
 def _metadata_only(table: pl.DataFrame) -> np.ndarray:
     """Author statistics, standardised with train rows only; unknown values sit at the train mean (0)."""
-    stats = author_stats(table)
+    stats = metadata_features(table)
     # Masked: a statistic unknown for every train row gets mean 0 and scale 1 instead of a NaN warning.
     train = np.ma.masked_invalid(stats[in_split(table, "train")])
     spread = train.std(axis=0).filled(0.0)

@@ -65,17 +65,23 @@ def _row(meta: dict, label_column: str) -> dict:
         "author_hearts": author.get("hearts"),
         "author_videos": author.get("videos"),
         "create_time": meta.get("create_time"),
+        "age_days": _age_days(meta.get("create_time"), stats.get("observed_at")),
         "hashtags": meta.get("hashtags") or [],
         "originality": labels.get("originality"),
         "is_outlier": labels.get("is_outlier"),
     }
 
 
+def _age_days(created: int | None, observed: int | None) -> float | None:
+    """How long the video had been up when its counts were observed."""
+    return None if created is None or observed is None else max(observed - created, 0) / 86400
+
+
 SCHEMA = {
     "key": pl.String, "split": pl.String, "label": pl.String, "author_id": pl.String, "music_id": pl.String,
     "likes": pl.Int64, "followers": pl.Int64, "author_hearts": pl.Int64, "author_videos": pl.Int64,
-    "create_time": pl.Int64, "hashtags": pl.List(pl.String), "originality": pl.Float64,
-    "is_outlier": pl.Boolean,
+    "create_time": pl.Int64, "age_days": pl.Float64, "hashtags": pl.List(pl.String),
+    "originality": pl.Float64, "is_outlier": pl.Boolean,
 }  # fmt: skip
 
 

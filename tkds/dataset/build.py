@@ -29,6 +29,7 @@ from tkds.dataset.select import Candidate, read_labels, select_candidates
 from tkds.dataset.split import SPLITS, assign_splits, unit_hash
 from tkds.dataset.transcode import Prepared, TranscodeParams, load_prepared, passthrough, prepare
 from tkds.errors import TkdsError
+from tkds.tiktok import video_page_url
 
 WORK_DIR = ".work"
 MANIFEST = "dataset.json"
@@ -260,6 +261,8 @@ def _sample_json(video: Candidate, prep: Prepared, split: str) -> dict:
         "music_id": video.music_id,
         "music_title": video.music_title,
         "author_id": video.author_id,
+        "author_unique_id": video.author_unique_id,
+        "url": video_page_url(video.author_unique_id or "", video.id),
         "create_time": video.create_time,
         "stats": video.stats,
         "author_stats": video.author_stats,

@@ -13,8 +13,9 @@ FIELDS = """| member | content |
 | `ID.mp4` | H.264 yuv420p, short side {size} px (never upscaled, aspect kept), {fps} fps, a keyframe \
 every second, AAC mono 16 kHz when the source has audio (`--size 0`: the source file, `.mp4`/`.webm`/`.mkv`) |
 | `ID.flac` | the same audio, mono 16 kHz (absent when the video has no audio) |
-| `ID.json` | id, description, hashtags, music_id, music_title, author_id, create_time (unix s), stats and \
-author_stats (the latest snapshot), duration_s, width, height, fps, has_audio, audio_silent, split, labels, \
+| `ID.json` | id, description, hashtags, music_id, music_title, author_id, author_unique_id, url, \
+create_time (unix s), stats (the latest snapshot, with \
+its observed_at) and author_stats, duration_s, width, height, fps, has_audio, audio_silent, split, labels, \
 source (sha256, codecs, the streams used) |
 | `ID.jpg` | a representative frame, for thumbnails |"""
 

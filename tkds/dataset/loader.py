@@ -351,6 +351,22 @@ def make_example(
     }
 
 
+def example_from_video(video: bytes, spec: ClipSpec, key: str = "upload") -> dict[str, Any]:
+    """One video file's bytes (not a shard sample) as an example; audio when the file has an audio stream."""
+    try:
+        AudioDecoder(video)
+        has_audio = True
+    except (RuntimeError, ValueError):  # torchcodec's "no audio stream", or not a media file at all
+        has_audio = False
+    sample = RawSample(key, Path(key), video, None, orjson.dumps({"id": key, "has_audio": has_audio}))
+    try:
+        return make_example(sample, spec, None, {}, None)
+    except TkdsError as error:
+        # FFmpeg's own words come last in torchcodec's message, after its source location.
+        reason = str(error.__cause__ or error).rsplit(": ", 1)[-1].strip()
+        raise TkdsError(f"{key} cannot be decoded as a video ({reason}); upload a whole mp4 file") from error
+
+
 class ShardDataset(IterableDataset):
     """One split of a shard directory as an iterable of example dicts; build it with `load_shards`.
 

@@ -12,15 +12,16 @@ import duckdb
 from tkds.errors import TkdsError
 
 SELECT_VIDEOS = """
-SELECT v.id, v.author_id, v.music_id, mu.title, v.description, epoch(v.create_time)::BIGINT, v.source,
-       m.path, m.sha256, m.bytes, m.width, m.height, m.fps, m.duration_s, m.has_audio, m.vcodec, m.acodec,
-       m.frame_hash,
-       s.plays, s.likes, s.comments, s.shares, s.collects,
+SELECT v.id, v.author_id, au.unique_id, v.music_id, mu.title, v.description,
+       epoch(v.create_time)::BIGINT, v.source, m.path, m.sha256, m.bytes,
+       m.width, m.height, m.fps, m.duration_s, m.has_audio, m.vcodec, m.acodec, m.frame_hash,
+       s.plays, s.likes, s.comments, s.shares, s.collects, epoch(s.observed_at)::BIGINT,
        a.followers, a.following, a.hearts, a.videos,
        coalesce((SELECT list(h.tag ORDER BY h.position) FROM video_hashtags h WHERE h.video_id = v.id), [])
 FROM videos v
 JOIN media m ON m.video_id = v.id AND m.status = 'ok'
 LEFT JOIN music mu ON mu.id = v.music_id
+LEFT JOIN authors au ON au.id = v.author_id
 LEFT JOIN video_stats_latest s ON s.video_id = v.id
 LEFT JOIN author_stats_latest a ON a.author_id = v.author_id
 WHERE v.id NOT IN (SELECT video_id FROM takedown) AND ({where})
@@ -28,7 +29,7 @@ ORDER BY v.id
 """
 
 
-VIDEO_COUNTS = ("plays", "likes", "comments", "shares", "collects")
+VIDEO_COUNTS = ("plays", "likes", "comments", "shares", "collects", "observed_at")
 AUTHOR_COUNTS = ("followers", "following", "hearts", "videos")
 MEDIA_FACTS = ("width", "height", "fps", "duration_s", "has_audio", "vcodec", "acodec", "frame_hash")
 
@@ -39,6 +40,7 @@ class Candidate:
 
     id: str
     author_id: str | None
+    author_unique_id: str | None
     music_id: str | None
     music_title: str | None
     description: str | None
@@ -62,14 +64,15 @@ def select_candidates(db: duckdb.DuckDBPyConnection, where: str | None, db_path:
         raise TkdsError(f"--where {where!r} is not valid SQL here: {str(error).splitlines()[0]}") from None
     candidates = []
     for row in rows:
-        (vid, author, music, title, text, created, source, path, sha, size, *rest) = row
-        facts, counts, tags = rest[:8], rest[8:17], rest[17]
+        (vid, author, unique_id, music, title, text, created, source, path, sha, size, *rest) = row
+        facts, counts, tags = rest[:8], rest[8:18], rest[18]
         candidates.append(
             Candidate(
-                id=vid, author_id=author, music_id=music, music_title=title, description=text,
+                id=vid, author_id=author, author_unique_id=unique_id, music_id=music, music_title=title,
+                description=text,
                 create_time=created, source=source, path=_media_path(path, db_path), sha256=sha, bytes=size,
-                stats=dict(zip(VIDEO_COUNTS, counts[:5], strict=True)),
-                author_stats=dict(zip(AUTHOR_COUNTS, counts[5:], strict=True)),
+                stats=dict(zip(VIDEO_COUNTS, counts[:6], strict=True)),
+                author_stats=dict(zip(AUTHOR_COUNTS, counts[6:], strict=True)),
                 hashtags=list(tags),
                 media=dict(zip(MEDIA_FACTS, facts, strict=True)),
                 labels={"target": source},

@@ -1,8 +1,9 @@
 """Likes: regression of log(1 + likes) from author statistics, from the embedding, and from both.
 
-Feature sets: `author` = log(1 + followers, author hearts, author videos), unknown values imputed with the
-train median; `content` = the embedding per `features`; `combined` = both side by side. Each is
-standardised, then fitted with RidgeCV over alphas 10⁻² … 10⁴ (efficient leave-one-out on the train rows).
+Feature sets: `author` = log(1 + followers, author hearts, author videos, the video's age in days at
+observation), unknown values imputed with the train median; `content` = the embedding per `features`;
+`combined` = both side by side. Each is standardised, then fitted with RidgeCV over alphas 10⁻² … 10⁴
+(efficient leave-one-out on the train rows).
 Ridge rather than gradient boosting: the embedding is wide, the train set can be small, SynthTok's likes
 are log-linear in these inputs, and a linear read-out is what a frozen-embedding benchmark measures.
 Splits: the dataset's author-disjoint train → test (no suffix), and time-forward (suffix `_time`): every
@@ -21,7 +22,7 @@ from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tkds.benchmarks.features import author_stats, column, embedding, in_split, missing_reason
+from tkds.benchmarks.features import column, embedding, in_split, metadata_features, missing_reason
 from tkds.benchmarks.metrics import r2, spearman
 
 NAME = "likes"
@@ -47,7 +48,7 @@ def skip_reason(table: pl.DataFrame) -> str | None:
 def feature_sets(table: pl.DataFrame, features: str) -> dict[str, np.ndarray]:
     """The regression inputs by name: author, content, combined; only content when no author stat is known."""
     content = embedding(table, features)
-    author = author_stats(table)
+    author = metadata_features(table)
     if np.isnan(author).all():
         return {"content": content}
     return {"author": author, "content": content, "combined": np.hstack([author, content])}
