@@ -75,3 +75,23 @@ def test_unknown_method_is_refused_with_the_valid_names(built_shards: Path, tmp_
     )
     assert result.returncode == 1
     assert "unknown method dino; choose from" in result.stderr and "av-simclr" in result.stderr
+
+
+@pytest.mark.slow
+def test_tiny_demo_runs_every_stage_and_writes_the_three_leaderboard_files(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = subprocess.run([*TKDS, "demo", "--out", str(out), "--tiny"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = out / "run"
+    board = json.loads((run / "leaderboard.json").read_text())
+    methods = {row["method"] for row in board["rows"]}
+    assert methods == {"random", "simclr", "av-simclr", "metadata-only", "sound-id", "bayes-optimal"}
+    for row in board["rows"][:-1]:
+        assert row["seeds"] == 2 and not row["failed"], row["method"]
+        assert set(row["metrics"]) | set(row["skipped"]) == set(TASKS), row["method"]
+        assert all(row["metrics"][task] for task in row["metrics"]), row["method"]
+    assert {"audio-visual", "video"} == {r["features"] for r in board["rows"] if r["method"] == "av-simclr"}
+    page = (run / "leaderboard.html").read_text()
+    assert page.count("data:image/png;base64,") == 3
+    assert (run / "leaderboard.md").read_text().count("\n## ") == len(TASKS)
+    assert "Stages: synth" in " ".join(result.stderr.split())

@@ -242,6 +242,13 @@ def test_hashtags_recover_the_class_tag(separable: pl.DataFrame, noise: pl.DataF
     assert good["NDCG@5_head"] > bad["NDCG@5_head"] + 0.1
 
 
+def test_a_head_of_one_tag_scores_it(separable: pl.DataFrame) -> None:
+    """Only `fyp` (on 9 videos in 10, not all) is used often enough for the head; the rest once each."""
+    tags = [["fyp"] if i % 10 else [f"once{i}"] for i in range(separable.height)]
+    metrics = hashtags.run(separable.with_columns(pl.Series("hashtags", tags)), "video", 0)
+    assert metrics["P@5_head_frequent"] == pytest.approx(0.2)  # fyp, the one true frequent tag, in 5 slots
+
+
 def test_tasks_skip_without_their_metadata(separable: pl.DataFrame) -> None:
     bare = separable.with_columns(
         pl.lit(None, dtype=pl.String).alias("label"), pl.lit(None, dtype=pl.Int64).alias("likes")

@@ -79,7 +79,9 @@ def _head_scores(
         StandardScaler(), OneVsRestClassifier(LogisticRegression(C=C, max_iter=2000, random_state=seed))
     )
     scores = np.zeros((len(x_test), y_train.shape[1]))
-    scores[:, head] = model.fit(x_train, y_train[:, head]).predict_proba(x_test)
+    probabilities = model.fit(x_train, y_train[:, head]).predict_proba(x_test)
+    # With a single head tag the target is one column, which scikit-learn treats as binary: (n, 2).
+    scores[:, head] = probabilities[:, 1:] if head.size == 1 else probabilities
     return {"head": scores}
 
 
