@@ -20,3 +20,9 @@ lint: setup
 bench: setup
 	.venv/bin/python benchmarks/synth.py
 	.venv/bin/python benchmarks/twin.py
+	.venv/bin/python benchmarks/collect.py
+	.venv/bin/python benchmarks/shards.py
+	.venv/bin/python benchmarks/loader.py
+	.venv/bin/python benchmarks/train.py
+	.venv/bin/python benchmarks/serve.py
+	.venv/bin/python benchmarks/bench.py
