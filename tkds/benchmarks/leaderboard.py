@@ -155,12 +155,12 @@ def _summary_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
               "device", "wall s", *[f"{t}: {m}" for t, m in HEADLINE.items()], "config", "tkds"]  # fmt: skip
     body = []
     for row in rows:
+        text = [row.get(key) for key in ("backbone", "frames_size", "audio_seconds", "batch", "epochs")]
         body.append([
-            row["method"], row["features"], row.get("backbone", "-"), row.get("frames_size", "-"),
-            str(row.get("audio_seconds", "-")), str(row.get("batch", "-")), str(row.get("epochs", "-")),
-            str(row["seeds"]), str(row.get("device", "-")), f"{row.get('wall_s', 0):.0f}",
+            row["method"], row["features"], *["-" if v is None else str(v) for v in text],
+            str(row["seeds"]), str(row.get("device") or "-"), f"{row.get('wall_s', 0):.0f}",
             *[_cell(row["metrics"].get(t, {}).get(m)) for t, m in HEADLINE.items()],
-            str(row.get("config_hash", "-")), str(row.get("tkds_version", "-")),
+            str(row.get("config_hash") or "-"), str(row.get("tkds_version") or "-"),
         ])  # fmt: skip
     return header, body
 

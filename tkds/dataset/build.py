@@ -127,7 +127,7 @@ def _fingerprint(candidates: list[Candidate]) -> str:
     """What the selection would write: ids, media hashes and sample metadata."""
     digest = hashlib.sha256()
     for video in candidates:
-        digest.update(json.dumps(asdict(video), default=str, sort_keys=True).encode())
+        digest.update(json.dumps(vars(video), default=str, sort_keys=True).encode())
     return digest.hexdigest()
 
 
