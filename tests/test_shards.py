@@ -116,6 +116,19 @@ def test_a_rerun_reuses_everything(built_shards: Path, synth_db: Path, small_cor
     assert json.loads((built_shards / "dataset.json").read_text())["shards"] == before["shards"]
 
 
+def test_the_collectors_stream_choice_spares_a_second_probe(
+    synth_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_probe(source: Path) -> dict:
+        raise AssertionError(f"ffprobe ran again on {source}")
+
+    monkeypatch.setattr("tkds.dataset.transcode._ffprobe", no_probe)
+    summary = build_shards(
+        copy_db(synth_db, tmp_path), tmp_path / "out", ShardParams(size=64), progress=False
+    )
+    assert summary.prepared == 12 and not summary.failures
+
+
 def test_other_settings_in_the_same_folder_are_refused(built_shards: Path, synth_db: Path) -> None:
     with pytest.raises(TkdsError, match=r"other settings .*size"):
         build_shards(synth_db, built_shards, ShardParams(size=64), progress=False)

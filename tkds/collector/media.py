@@ -39,6 +39,8 @@ class MediaResult:
     has_audio: bool | None = None
     vcodec: str | None = None
     acodec: str | None = None
+    video_stream: int | None = None  # the stream indexes `choose_streams` picked
+    audio_stream: int | None = None
 
 
 class _Quiet:
@@ -74,6 +76,28 @@ def probe(path: Path) -> dict:
     if result.returncode != 0 or result.stderr.strip():
         raise ValueError((result.stderr.strip().splitlines() or ["ffprobe failed"])[-1])
     return json.loads(result.stdout)
+
+
+def choose_streams(facts: dict) -> tuple[dict | None, dict | None]:
+    """The default video stream (the largest if several are default) and the default audio stream
+    (most channels, then highest sample rate): ffmpeg's own choice, made explicit so it can be recorded."""
+
+    def best(kind: str, key) -> dict | None:
+        streams = [s for s in facts.get("streams", []) if s.get("codec_type") == kind]
+        default = [s for s in streams if s.get("disposition", {}).get("default")]
+        return max(default or streams, key=key, default=None)
+
+    video = best("video", lambda s: (s.get("width") or 0) * (s.get("height") or 0))
+    audio = best("audio", lambda s: (s.get("channels") or 0, int(s.get("sample_rate") or 0)))
+    return video, audio
+
+
+def duration_of(facts: dict, video: dict) -> float | None:
+    """The container's duration, else the video stream's; None when neither says."""
+    for value in (facts.get("format", {}).get("duration"), video.get("duration")):
+        if value not in (None, "N/A"):
+            return float(value)
+    return None
 
 
 # yt-dlp's error text -> a failure reason; HTTP codes only as "HTTP Error N", never bare digits (ids).
@@ -150,10 +174,8 @@ def inspect(video_id: str, source: Path, final: Path) -> MediaResult:
         if source != final:
             source.unlink(missing_ok=True)
         return MediaResult(video_id, "failed", f"undecodable: {error}")
-    streams = facts.get("streams", [])
-    video = next((s for s in streams if s.get("codec_type") == "video"), None)
-    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
-    if video is None:
+    video, audio = choose_streams(facts)
+    if video is None or not video.get("width"):
         if source != final:
             source.unlink(missing_ok=True)
         return MediaResult(video_id, "failed", "undecodable: no video stream")
@@ -169,8 +191,10 @@ def inspect(video_id: str, source: Path, final: Path) -> MediaResult:
         width=video.get("width"),
         height=video.get("height"),
         fps=float(numerator) / float(denominator or 1) if float(denominator or 1) else None,
-        duration_s=float(facts.get("format", {}).get("duration") or video.get("duration") or 0) or None,
+        duration_s=duration_of(facts, video),
         has_audio=audio is not None,
         vcodec=video.get("codec_name"),
         acodec=audio.get("codec_name") if audio else None,
+        video_stream=video["index"],
+        audio_stream=audio["index"] if audio else None,
     )

@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS media (
     fps DOUBLE, duration_s DOUBLE, has_audio BOOLEAN, vcodec VARCHAR, acodec VARCHAR, frame_hash VARCHAR,
     duplicate_cluster VARCHAR, status VARCHAR, error VARCHAR, fetched_at TIMESTAMP
 );
+ALTER TABLE media ADD COLUMN IF NOT EXISTS video_stream INTEGER;
+ALTER TABLE media ADD COLUMN IF NOT EXISTS audio_stream INTEGER;
 CREATE TABLE IF NOT EXISTS comments (
     id VARCHAR PRIMARY KEY, video_id VARCHAR, author VARCHAR, text VARCHAR, likes BIGINT,
     create_time TIMESTAMP
@@ -288,11 +290,13 @@ class Store:
     def record_media(self, result) -> None:
         """Store a `tkds.collector.media.MediaResult`, counting failed attempts in crawl_targets."""
         self.db.execute(
-            """INSERT OR REPLACE INTO media VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)""",
+            """INSERT OR REPLACE INTO media (video_id, path, sha256, bytes, width, height, fps, duration_s,
+                   has_audio, vcodec, acodec, status, error, fetched_at, video_stream, audio_stream)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [
                 result.video_id, result.path, result.sha256, result.bytes, result.width, result.height,
                 result.fps, result.duration_s, result.has_audio, result.vcodec, result.acodec,
-                result.status, result.error, utcnow(),
+                result.status, result.error, utcnow(), result.video_stream, result.audio_stream,
             ],
         )  # fmt: skip
         self.add_targets([("media", result.video_id)])

@@ -215,7 +215,7 @@ def _prepare_all(
         ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool,
         progress_bar("transcode", len(pending), enabled=progress) as bar,
     ):
-        results = pool.map(lambda v: prepare(v.id, v.path, work, transcode), pending)
+        results = pool.map(lambda v: prepare(v.id, v.path, work, transcode, v.media), pending)
         for video, result in zip(pending, results, strict=True):
             if result.error is None:
                 prepared[video.id] = result

@@ -363,7 +363,7 @@ def example_from_video(video: bytes, spec: ClipSpec, key: str = "upload") -> dic
         return make_example(sample, spec, None, {}, None)
     except TkdsError as error:
         # FFmpeg's own words come last in torchcodec's message, after its source location.
-        reason = str(error.__cause__ or error).rsplit(": ", 1)[-1].strip()
+        reason = str(error.__cause__ or error).rsplit(": ", 1)[-1].strip().rstrip(".")
         raise TkdsError(f"{key} cannot be decoded as a video ({reason}); upload a whole mp4 file") from error
 
 

@@ -15,6 +15,7 @@ SELECT_VIDEOS = """
 SELECT v.id, v.author_id, au.unique_id, v.music_id, mu.title, v.description,
        epoch(v.create_time)::BIGINT, v.source, m.path, m.sha256, m.bytes,
        m.width, m.height, m.fps, m.duration_s, m.has_audio, m.vcodec, m.acodec, m.frame_hash,
+       m.video_stream, m.audio_stream,
        s.plays, s.likes, s.comments, s.shares, s.collects, epoch(s.observed_at)::BIGINT,
        a.followers, a.following, a.hearts, a.videos,
        coalesce((SELECT list(h.tag ORDER BY h.position) FROM video_hashtags h WHERE h.video_id = v.id), [])
@@ -31,7 +32,8 @@ ORDER BY v.id
 
 VIDEO_COUNTS = ("plays", "likes", "comments", "shares", "collects", "observed_at")
 AUTHOR_COUNTS = ("followers", "following", "hearts", "videos")
-MEDIA_FACTS = ("width", "height", "fps", "duration_s", "has_audio", "vcodec", "acodec", "frame_hash")
+MEDIA_FACTS = ("width", "height", "fps", "duration_s", "has_audio", "vcodec", "acodec", "frame_hash",
+               "video_stream", "audio_stream")  # fmt: skip
 
 
 @dataclass
@@ -65,7 +67,7 @@ def select_candidates(db: duckdb.DuckDBPyConnection, where: str | None, db_path:
     candidates = []
     for row in rows:
         (vid, author, unique_id, music, title, text, created, source, path, sha, size, *rest) = row
-        facts, counts, tags = rest[:8], rest[8:18], rest[18]
+        facts, counts, tags = rest[:10], rest[10:20], rest[20]
         candidates.append(
             Candidate(
                 id=vid, author_id=author, author_unique_id=unique_id, music_id=music, music_title=title,

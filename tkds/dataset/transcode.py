@@ -20,6 +20,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 
+from tkds.collector.media import choose_streams, duration_of
 from tkds.dataset.framehash import frame_hashes
 
 SAMPLE_RATE = 16000
@@ -81,62 +82,70 @@ def _rate(text: str | None) -> float | None:
     return value or None
 
 
-def choose_streams(facts: dict) -> tuple[dict | None, dict | None]:
-    """The default video stream (the largest if several are default) and the default audio stream
-    (most channels, then highest sample rate): ffmpeg's own choice, made explicit so it can be recorded."""
-
-    def best(kind: str, key) -> dict | None:
-        streams = [s for s in facts.get("streams", []) if s.get("codec_type") == kind]
-        default = [s for s in streams if s.get("disposition", {}).get("default")]
-        return max(default or streams, key=key, default=None)
-
-    video = best("video", lambda s: (s.get("width") or 0) * (s.get("height") or 0))
-    audio = best("audio", lambda s: (s.get("channels") or 0, int(s.get("sample_rate") or 0)))
-    return video, audio
-
-
 def output_size(width: int, height: int, size: int) -> tuple[int, int]:
     """Scale so the short side is `size` (never up), keeping the aspect ratio, with even sides for yuv420p."""
     scale = min(1.0, size / min(width, height))
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
-def _duration(facts: dict, video: dict) -> float | None:
-    for value in (facts.get("format", {}).get("duration"), video.get("duration")):
-        if value not in (None, "N/A"):
-            return float(value)
-    return None
-
-
-def prepare(video_id: str, source: Path, work: Path, params: TranscodeParams) -> Prepared:
-    """Write WORK/ID/{video.EXT, audio.flac, thumb.jpg, facts.json}; the folder appears only when complete."""
-    done = work / video_id
-    partial = work / f"{video_id}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+def _from_probe(video_id: str, source: Path) -> Prepared:
     try:
         facts = _ffprobe(source)
     except (ValueError, OSError) as error:
-        shutil.rmtree(partial, ignore_errors=True)
         return Prepared(video_id, error=f"undecodable: {error}")
     video, audio = choose_streams(facts)
     if video is None or not video.get("width"):
-        shutil.rmtree(partial, ignore_errors=True)
         return Prepared(video_id, error="undecodable: no video stream")
-    prepared = Prepared(
+    return Prepared(
         video_id,
+        width=video["width"],
+        height=video["height"],
         video_stream=video["index"],
         audio_stream=audio["index"] if audio else None,
         has_audio=audio is not None,
         source_vcodec=video.get("codec_name"),
         source_acodec=audio.get("codec_name") if audio else None,
-        duration_s=_duration(facts, video),
+        duration_s=duration_of(facts, video),
     )
-    prepared.width, prepared.height = output_size(video["width"], video["height"], params.size)
+
+
+def _from_collection(video_id: str, media: dict) -> Prepared | None:
+    """The collector's probe of the same file, when it recorded the streams it chose (no second ffprobe)."""
+    if media.get("video_stream") is None or not media.get("width") or not media.get("height"):
+        return None
+    return Prepared(
+        video_id,
+        width=media["width"],
+        height=media["height"],
+        video_stream=media["video_stream"],
+        audio_stream=media.get("audio_stream"),
+        has_audio=media.get("audio_stream") is not None,
+        source_vcodec=media.get("vcodec"),
+        source_acodec=media.get("acodec"),
+        duration_s=media.get("duration_s"),
+    )
+
+
+def prepare(
+    video_id: str, source: Path, work: Path, params: TranscodeParams, media: dict | None = None
+) -> Prepared:
+    """Write WORK/ID/{video.EXT, audio.flac, thumb.jpg, facts.json}; the folder appears only when complete.
+
+    `media` is the collector's record of the file; without its stream choice, ffprobe runs here.
+    """
+    done = work / video_id
+    partial = work / f"{video_id}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    prepared = _from_collection(video_id, media or {}) or _from_probe(video_id, source)
+    if prepared.error is not None:
+        return prepared
+    partial.mkdir(parents=True)
+    prepared.width, prepared.height = output_size(prepared.width, prepared.height, params.size)
     prepared.fps = params.fps
     error = _run_ffmpeg(source, partial, prepared, params)
     if error is None and prepared.duration_s is None:
-        prepared.duration_s = _duration(_ffprobe(partial / f"video.{prepared.video_ext}"), {})
+        probed = _ffprobe(partial / f"video.{prepared.video_ext}")
+        prepared.duration_s = duration_of(probed, {})
     if error is not None:
         shutil.rmtree(partial, ignore_errors=True)
         return Prepared(video_id, error=error)
