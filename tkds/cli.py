@@ -369,7 +369,7 @@ def _print_bench_summary(summary, out: Path) -> None:
 
 @cli.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo"), show_default=True)
-@click.option("--tiny", is_flag=True, help="A minute-scale version (48 short videos), as CI runs it.")
+@click.option("--tiny", is_flag=True, help="A minutes-scale version (96 two-second videos), as CI runs it.")
 def demo(out: Path, tiny: bool) -> None:
     """The embedded default: SynthTok → the twin → collect → shard → bench cpu-tiny → leaderboard."""
     from tkds.benchmarks.demo import FULL, TINY, run_demo
@@ -400,6 +400,49 @@ def demo(out: Path, tiny: bool) -> None:
         f"Files: {out / 'tk.duckdb'} (DuckDB), {out / 'shards'} (WebDataset), "
         f"{out / 'run' / 'leaderboard.html'} (open it in a browser). Serve it: tkds serve --run {out / 'run'}"
     )
+
+
+@cli.command()
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="A bench run folder.")
+@click.option("--method", default=None, help="The method to serve; default: the run's best learned one.")
+@click.option("--port", default=8000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--max-upload-mb", default=200, show_default=True, help="Larger uploads are refused (413).")
+@click.option("--proxy", default=None, help="A proxy URL for fetching TikTok video URLs (e.g. the twin's).")
+@click.option("--ca-cert", type=click.Path(path_type=Path), default=None, help="The proxy's CA (the twin's).")
+def serve(
+    run_dir: Path, method: str | None, port: int, host: str, max_upload_mb: int, proxy: str | None,
+    ca_cert: Path | None,
+) -> None:  # fmt: skip
+    """Serve a page and a JSON API that predict likes, hashtags, similar videos and originality of a video."""
+    import socket
+
+    import uvicorn
+
+    from tkds.serve.app import create_app
+    from tkds.serve.predictor import Predictor
+
+    if ca_cert is not None and not ca_cert.is_file():
+        raise TkdsError(f"--ca-cert {ca_cert} does not exist; the twin writes it with --ca-out")
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise TkdsError(
+                f"cannot listen on {host}:{port} ({error.strerror}); choose another --port"
+            ) from None
+    predictor = Predictor.load(run_dir, method)
+    console.print(
+        f"[bold]serve:[/] {predictor.method} from {run_dir}, {len(predictor.keys)} corpus videos, "
+        f"loaded in {predictor.load_s:.1f} s"
+    )
+    console.print(f"  page    http://{host}:{port}/")
+    console.print(f"  API     POST http://{host}:{port}/api/predict, described at /openapi.json")
+    console.print("  Ctrl-C stops it")
+    app = create_app(predictor, max_upload_mb, proxy, ca_cert)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+    console.print("serve: stopped")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,401 @@
+"""What `tkds serve` predicts for one video, from one bench run, with every model fitted once at start.
+
+From the run's chosen method (the best learned row of its leaderboard unless named):
+- likes: RidgeCV on [content embedding, log(1 + followers)] over the train split, as the likes task fits
+  it; the interval is the 10th–90th percentile of the test split's residuals in log(1 + likes);
+- hashtags: the kNN vote of the hashtags task (k = 20, cosine) over the train videos' tags, as the
+  similarity-weighted share of those neighbours that used each tag; the caption is never an input;
+- similar videos: cosine nearest neighbours among every embedded video of the run;
+- originality: the IsolationForest score of the originality task, as a percentile within the upload's
+  cohort, the corpus videos with the majority label of its 20 nearest neighbours (all videos when that
+  cohort has fewer than 5), next to the run's own finding on originality against likes.
+Captions, likes, TikTok links and thumbnails of the corpus come from the run's shards, read by offset.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+import polars as pl
+
+from tkds.errors import TkdsError
+
+SPLITS = ("train", "val", "test")
+TOP_TAGS = 5
+SIMILAR = 10
+COHORT_NEIGHBOURS = 20
+INTERVAL_PERCENTILES = (10, 90)
+CLIPS = 4  # as the bench embeds
+# |ρ| below this is reported as "little difference" rather than a direction.
+FINDING_THRESHOLD = 0.1
+# mp4/mov boxes that can open a file, and the Matroska/WebM magic: what counts as a video container.
+MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide")
+MATROSKA_MAGIC = b"\x1a\x45\xdf\xa3"
+
+
+class PredictError(TkdsError):
+    """Input that cannot be predicted for; `status` is the HTTP status the app answers with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Hashtag:
+    tag: str
+    score: float  # share of the similarity-weighted nearest train videos that used it, 0–1
+    in_caption: bool
+
+
+@dataclass(frozen=True)
+class Similar:
+    id: str
+    caption: str
+    likes: int | None
+    url: str | None
+    thumbnail: str | None  # the app's path of its jpg
+    similarity: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    likes: int
+    interval: tuple[int, int] | None  # 10th–90th percentile, from the test split's residuals
+    followers: int
+    followers_assumed: bool
+    hashtags: list[Hashtag]
+    similar: list[Similar]
+    originality: float  # percentile of the IsolationForest score within `cohort`, 0–100
+    cohort: str
+    finding: str
+    notes: list[str]
+    timings: dict[str, float]  # decode_ms, embed_ms, predict_ms
+    method: str
+
+
+@dataclass(frozen=True)
+class CorpusVideo:
+    caption: str
+    likes: int | None
+    url: str | None
+    thumbnail: tuple[Path, int, int] | None  # (tar, offset, size) of its jpg
+
+
+def choose_row(rows: list[dict], method: str | None) -> dict:
+    """The leaderboard row to serve: the best learned one, or `method`'s (audio-visual when it has it)."""
+    from tkds.benchmarks.leaderboard import best_learned
+
+    learned = [r for r in rows if r.get("config_hash") not in (None, "-")]
+    if method is None:
+        row = best_learned(rows)
+        if row is None:
+            raise TkdsError(
+                "the run has no learned method with results to serve; run tkds bench with one of "
+                "random, simclr, av-simclr, moco, vicreg, supervised"
+            )
+        return row
+    mine = [r for r in learned if r["method"] == method]
+    if not mine:
+        names = sorted({r["method"] for r in learned})
+        raise TkdsError(f"--method {method} has no results in this run; choose one of {', '.join(names)}")
+    return next((r for r in mine if r["features"] == "audio-visual"), mine[0])
+
+
+def check_run(run: Path, method: str | None) -> tuple[dict, dict]:
+    """(leaderboard, chosen row) of `run`, after checking every file serving needs; names all missing."""
+    from tkds.dataset.loader import read_index
+
+    board_path = run / "leaderboard.json"
+    if not board_path.is_file():
+        raise TkdsError(
+            f"{run} is not a bench run: {board_path} is missing; make one with tkds bench or tkds demo"
+        )
+    board = json.loads(board_path.read_text())
+    row = choose_row(board["rows"], method)
+    cell = run / row["method"] / "seed0"
+    shards = Path(board["dataset"]["shards"])
+    missing = [p for p in (cell / "checkpoint.pt", cell / "embeddings.parquet") if not p.is_file()]
+    hint = [f"delete {cell} and re-run tkds bench with --out {run} to rebuild it"] if missing else []
+    indexes = [shards / f"{split}.json" for split in SPLITS]
+    lost = [p for p in indexes if not p.is_file()]
+    lost += [
+        s.path for p in indexes if p.is_file() for s in read_index(shards, p.stem) if not s.path.is_file()
+    ]
+    if lost:
+        hint.append(f"rebuild the shards at {shards} with tkds shard")
+    if missing or lost:
+        raise TkdsError(
+            f"the run {run} lacks what tkds serve needs: {', '.join(map(str, missing + lost))}; "
+            + "; ".join(hint)
+        )
+    return board, row
+
+
+def read_corpus(shards: Path) -> dict[str, CorpusVideo]:
+    """Each shard sample's caption, likes, link and thumbnail location, from the tar headers and jsons."""
+    from tkds.dataset.loader import group_samples, read_index, tar_members
+
+    corpus = {}
+    for split in SPLITS:
+        for shard in read_index(shards, split):
+            with open(shard.path, "rb") as file:
+                for key, members in group_samples(tar_members(shard.path)):
+                    if "json" not in members:
+                        continue
+                    offset, size = members["json"]
+                    file.seek(offset)
+                    meta = orjson.loads(file.read(size))
+                    jpg = members.get("jpg")
+                    corpus[key] = CorpusVideo(
+                        caption=meta.get("description") or "",
+                        likes=(meta.get("stats") or {}).get("likes"),
+                        url=meta.get("url"),
+                        thumbnail=(shard.path, *jpg) if jpg else None,
+                    )
+    return corpus
+
+
+def looks_like_video(data: bytes) -> bool:
+    """Whether `data` opens like an mp4/mov or Matroska/WebM file."""
+    return data[4:8] in MP4_BOXES or data.startswith(MATROSKA_MAGIC)
+
+
+def caption_tags(caption: str | None) -> set[str]:
+    """The hashtags written in a caption, lower case, without '#'."""
+    return {tag.lower() for tag in re.findall(r"#(\w+)", caption or "")}
+
+
+def finding_text(row: dict) -> str:
+    """The run's originality-vs-likes result, in words with its sign."""
+    value = (row["metrics"].get("originality") or {}).get("spearman_iforest") or {}
+    rho = value.get("mean")
+    if rho is None:
+        return "This run has no finding on originality against likes: too few videos with likes."
+    if rho >= FINDING_THRESHOLD:
+        words = "more original videos got more likes"
+    elif rho <= -FINDING_THRESHOLD:
+        words = "more original videos got fewer likes"
+    else:
+        words = "originality made little difference to likes"
+    seeds = f"mean of {value['n']} seeds" if value.get("n", 1) > 1 else "one seed"
+    return (
+        f"In this run, {words}: Spearman ρ = {rho:+.2f} between the IsolationForest score and "
+        f"log(1 + likes), within authors ({seeds})."
+    )
+
+
+@dataclass
+class Predictor:
+    """One run's method and fitted read-outs; `predict` is thread-safe (calls run one at a time)."""
+
+    run: Path
+    row: dict
+    label_column: str
+    model: object  # tkds.models.methods.Method
+    keys: list[str]
+    x: np.ndarray  # the corpus embedding per the row's features
+    corpus: dict[str, CorpusVideo]
+    likes_model: object
+    residual_band: tuple[float, float] | None
+    median_followers: int
+    vocabulary: list[str]
+    train_x: np.ndarray
+    train_tags: np.ndarray  # (train videos, vocabulary + 1): multi-hot tags, then a column of ones
+    forest: object
+    corpus_scores: np.ndarray
+    labels: np.ndarray
+    finding: str
+    load_s: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def method(self) -> str:
+        return f"{self.row['method']} ({self.row['features']})"
+
+    @classmethod
+    def load(cls, run: str | Path, method: str | None = None) -> Predictor:
+        """Check `run`, load its method's checkpoint and embeddings, and fit every read-out once."""
+        from sklearn.ensemble import IsolationForest
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import RidgeCV
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        from tkds.benchmarks.features import embedding, in_split, l2_normalise
+        from tkds.benchmarks.tasks.hashtags import VOCABULARY_MAX
+        from tkds.benchmarks.tasks.likes import ALPHAS
+        from tkds.benchmarks.tasks.originality import TREES
+        from tkds.models.checkpoint import load_method
+
+        started = time.perf_counter()
+        run = Path(run)
+        board, row = check_run(run, method)
+        cell = run / row["method"] / "seed0"
+        table = pl.read_parquet(cell / "embeddings.parquet")
+        x = embedding(table, row["features"])
+
+        followers = table["followers"].cast(pl.Float64).to_numpy()
+        known = table["likes"].is_not_null().to_numpy()
+        train, test = known & in_split(table, "train"), known & in_split(table, "test")
+        if not train.any():
+            raise TkdsError(f"{cell / 'embeddings.parquet'} has no train videos with likes to fit on")
+        inputs = np.column_stack([x, np.log1p(followers)])
+        y = np.log1p(table["likes"].fill_null(0).to_numpy().astype(float))
+        likes_model = make_pipeline(
+            SimpleImputer(strategy="median"), StandardScaler(), RidgeCV(alphas=ALPHAS)
+        )
+        likes_model.fit(inputs[train], y[train])
+        residuals = y[test] - likes_model.predict(inputs[test])
+        band = tuple(np.percentile(residuals, INTERVAL_PERCENTILES)) if len(residuals) >= 2 else None
+
+        in_train = in_split(table, "train")
+        train_lists = table["hashtags"].filter(in_train).to_list()
+        uses = Counter(tag for tags in train_lists for tag in tags or ())
+        vocabulary = sorted(uses, key=lambda tag: (-uses[tag], tag))[:VOCABULARY_MAX]  # as the task caps it
+        column = {tag: i for i, tag in enumerate(vocabulary)}
+        train_tags = np.zeros((len(train_lists), len(vocabulary) + 1), dtype=bool)
+        train_tags[:, -1] = True  # its vote is the total weight, which turns votes into shares
+        for i, tags in enumerate(train_lists):
+            for tag in tags or ():
+                if tag in column:
+                    train_tags[i, column[tag]] = True
+
+        unit = l2_normalise(x)
+        forest = IsolationForest(n_estimators=TREES, random_state=0).fit(unit)
+        return cls(
+            run=run,
+            row=row,
+            label_column=board["dataset"].get("label_column") or "label",
+            model=load_method(cell / "checkpoint.pt"),
+            keys=table["key"].to_list(),
+            x=x,
+            corpus=read_corpus(Path(board["dataset"]["shards"])),
+            likes_model=likes_model,
+            residual_band=band,
+            median_followers=int(table["followers"].median() or 0),
+            vocabulary=vocabulary,
+            train_x=x[in_train],
+            train_tags=train_tags,
+            forest=forest,
+            corpus_scores=-forest.score_samples(unit),
+            labels=table["label"].to_numpy(),
+            finding=finding_text(row),
+            load_s=time.perf_counter() - started,
+        )
+
+    def thumbnail(self, key: str) -> bytes | None:
+        """The jpg of corpus video `key`, or None when it has none."""
+        video = self.corpus.get(key)
+        if video is None or video.thumbnail is None:
+            return None
+        path, offset, size = video.thumbnail
+        with open(path, "rb") as file:
+            file.seek(offset)
+            return file.read(size)
+
+    def embed(self, video: bytes, name: str = "upload") -> tuple[np.ndarray, bool, dict[str, float]]:
+        """(the upload's embedding per the row's features, whether it has audio, decode/embed ms)."""
+        from tkds.benchmarks.features import embedding
+        from tkds.dataset.loader import ClipSpec, collate, example_from_video
+        from tkds.models.embed import embed_batches
+
+        if not looks_like_video(video):
+            raise PredictError(f"{name} is not a video file (not mp4, mov, webm or mkv); upload an mp4", 415)
+        preset = self.model.preset
+        spec = ClipSpec(preset.frames, preset.size, preset.audio_seconds, preset.sample_rate, preset.n_mels,
+                        CLIPS, train=False)  # fmt: skip
+        started = time.perf_counter()
+        try:
+            example = example_from_video(video, spec, key=name)
+        except TkdsError as error:
+            raise PredictError(str(error), 422) from error
+        decoded = time.perf_counter()
+        emb = embed_batches(self.model, [collate([example])], "cpu", source=name)
+        embedded = time.perf_counter()
+        row = pl.DataFrame({"video": [emb.video[0].tolist()], "audio": [emb.audio[0].tolist()]})
+        timings = {"decode_ms": (decoded - started) * 1e3, "embed_ms": (embedded - decoded) * 1e3}
+        return embedding(row, self.row["features"]), bool(emb.has_audio[0]), timings
+
+    def predict(
+        self, video: bytes, followers: int | None = None, caption: str | None = None, name: str = "upload"
+    ) -> Prediction:
+        """Likes, hashtags, similar videos and originality for one video file's bytes."""
+        from tkds.benchmarks.features import cosine_neighbours, knn_vote, l2_normalise
+        from tkds.benchmarks.tasks.hashtags import K_NEIGHBOURS
+        from tkds.benchmarks.tasks.originality import MIN_COHORT
+
+        if followers is not None and followers < 0:
+            raise PredictError(f"followers must be 0 or more, not {followers}", 422)
+        with self._lock:
+            query, has_audio, timings = self.embed(video, name)
+            started = time.perf_counter()
+            notes = []
+            if not has_audio:
+                notes.append("No audio track: predicted from the video alone.")
+            assumed = followers is None
+            if assumed:
+                followers = self.median_followers
+                notes.append(f"No follower count given: assumed the corpus median, {followers:,}.")
+            log_likes = float(self.likes_model.predict(np.column_stack([query, [np.log1p(followers)]]))[0])
+            interval = None
+            if self.residual_band is None:
+                notes.append("The test split has too few videos with likes for an interval.")
+            else:
+                low, high = (max(0, round(float(np.expm1(log_likes + r)))) for r in self.residual_band)
+                interval = (low, high)
+
+            shares = knn_vote(query, self.train_x, self.train_tags, K_NEIGHBOURS)[0]
+            shares = shares[:-1] / shares[-1]
+            written = caption_tags(caption)
+            order = sorted(range(len(self.vocabulary)), key=lambda i: (-shares[i], self.vocabulary[i]))
+            hashtags = [
+                Hashtag(self.vocabulary[i], round(float(shares[i]), 3), self.vocabulary[i].lower() in written)
+                for i in order[:TOP_TAGS]
+            ]
+
+            indices, sims = cosine_neighbours(query, self.x, max(SIMILAR, COHORT_NEIGHBOURS))
+            similar = []
+            for index, sim in zip(indices[0][:SIMILAR], sims[0][:SIMILAR], strict=True):
+                key = self.keys[index]
+                video_info = self.corpus.get(key, CorpusVideo("", None, None, None))
+                thumbnail = f"/thumbs/{key}.jpg" if video_info.thumbnail else None
+                similar.append(Similar(key, video_info.caption, video_info.likes, video_info.url, thumbnail,
+                                       round(float(sim), 3)))  # fmt: skip
+
+            score = float(-self.forest.score_samples(l2_normalise(query))[0])
+            near = [label for label in self.labels[indices[0]] if label is not None]
+            label = Counter(near).most_common(1)[0][0] if near else None
+            members = self.labels == label if label is not None else np.zeros(len(self.labels), dtype=bool)
+            if members.sum() >= MIN_COHORT:
+                cohort = f"{int(members.sum())} videos with {self.label_column} “{label}”"
+                scores = self.corpus_scores[members]
+            else:
+                scores = self.corpus_scores
+                cohort = f"all {len(scores)} videos of the corpus"
+                if label is not None:
+                    cohort += f" (its nearest {self.label_column}, “{label}”, has fewer than {MIN_COHORT})"
+            percentile = 100.0 * (np.sum(scores < score) + 0.5 * np.sum(scores == score)) / len(scores)
+            timings["predict_ms"] = (time.perf_counter() - started) * 1e3
+        return Prediction(
+            likes=max(0, round(float(np.expm1(log_likes)))),
+            interval=interval,
+            followers=followers,
+            followers_assumed=assumed,
+            hashtags=hashtags,
+            similar=similar,
+            originality=round(float(percentile), 1),
+            cohort=cohort,
+            finding=self.finding,
+            notes=notes,
+            timings={stage: round(ms, 1) for stage, ms in timings.items()},
+            method=self.method,
+        )
