@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from tkds.benchmarks.leaderboard import aggregate_rows
@@ -95,3 +96,50 @@ def test_tiny_demo_runs_every_stage_and_writes_the_three_leaderboard_files(tmp_p
     assert page.count("data:image/png;base64,") == 3
     assert (run / "leaderboard.md").read_text().count("\n## ") == len(TASKS)
     assert "Stages: synth" in " ".join(result.stderr.split())
+    with duckdb.connect(str(out / "tk.duckdb"), read_only=True) as db:
+        assert db.execute("SELECT count(*) FROM media WHERE status = 'ok'").fetchone()[0] == 96
+    again = subprocess.run([*TKDS, "demo", "--out", str(out), "--tiny"], capture_output=True, text=True)
+    assert again.returncode == 0 and "0 new, 10 reused" in " ".join(again.stderr.split())
+
+
+def test_a_label_column_nobody_has_skips_the_label_tasks_and_says_so(
+    built_shards: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    bench(built_shards, run, ("metadata-only",), seeds=1, label="mood", progress=False)
+    row = json.loads((run / "leaderboard.json").read_text())["rows"][0]
+    assert set(row["skipped"]) == {"classification", "retrieval"}
+    assert "likes" in row["metrics"] and "hashtags" in row["metrics"]
+    assert "skipped: 'label' is null in every row" in (run / "leaderboard.md").read_text()
+
+
+def test_a_failing_method_is_reported_and_the_rest_goes_on(
+    synth_db: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    """Mute shards of 12 videos: av-simclr fails (too few for a batch), random and sound-id still run, and
+    random's audio-visual row is skipped for want of audio."""
+    from tkds.collector.media import MediaResult
+    from tkds.collector.store import Store
+    from tkds.dataset.build import ShardParams, build_shards
+
+    db = tmp_path / "tk.duckdb"
+    db.write_bytes(synth_db.read_bytes())
+    with Store.open(db) as store:
+        for video_id, path in store.db.execute("SELECT video_id, path FROM media").fetchall():
+            mute = tmp_path / f"{video_id}.mp4"
+            subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-an", "-c", "copy", str(mute)], check=True)
+            store.record_media(MediaResult(video_id, "ok", path=str(mute), sha256=video_id, bytes=1))
+    shards = tmp_path / "shards"
+    labels = str(small_corpus / "corpus.json")
+    build_shards(db, shards, ShardParams(size=64, ratios=(0.6, 0.2, 0.2), labels=labels), progress=False)
+    run = tmp_path / "run"
+    summary = bench(shards, run, ("av-simclr", "random", "sound-id"), seeds=1, progress=False)
+    assert list(summary.failed) == ["av-simclr/seed0"] and summary.failed["av-simclr/seed0"]
+    assert sorted(summary.done) == ["random/seed0", "sound-id/seed0"]
+    rows = {
+        (r["method"], r["features"]): r for r in json.loads((run / "leaderboard.json").read_text())["rows"]
+    }
+    assert rows["av-simclr", "-"]["failed"] == {"0": summary.failed["av-simclr/seed0"]}
+    assert rows["random", "video"]["metrics"]["retrieval"]
+    assert set(rows["random", "audio-visual"]["skipped"]) == set(TASKS)
+    assert "failed: seed 0:" in (run / "leaderboard.md").read_text()

@@ -157,18 +157,3 @@ def test_full_disk_names_the_video_and_a_rerun_resumes_once_there_is_room(small_
     assert f"({6 - len(kept)} rendered, {len(kept)} already there)" in resumed.stderr
     assert len(list((out / "media").glob("*.mp4"))) == 6 and (out / "corpus.json").exists()
     assert not list(out.rglob("*.partial"))
-
-
-@pytest.mark.slow
-def test_demo_runs_synth_twin_and_collect_into_a_queryable_database(tmp_path: Path) -> None:
-    import duckdb
-
-    result = tkds("demo", "--out", str(tmp_path / "demo"), "--videos", "30")
-    assert "Likes per follower by hashtag" in result.stderr and "#fyp" in result.stderr
-    with duckdb.connect(str(tmp_path / "demo" / "tk.duckdb"), read_only=True) as db:
-        videos = db.execute("SELECT count(*) FROM videos").fetchone()[0]
-        media_ok = db.execute("SELECT count(*) FROM media WHERE status = 'ok'").fetchone()[0]
-    assert videos > 5 and media_ok == videos
-    assert len(list((tmp_path / "demo" / "media").glob("*.mp4"))) == videos
-    again = tkds("demo", "--out", str(tmp_path / "demo"), "--videos", "30")
-    assert "is complete; reusing it" in again.stderr and "0 new" in again.stderr

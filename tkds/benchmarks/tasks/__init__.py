@@ -38,8 +38,9 @@ def run_tasks(
     no_features = feature_skip_reason(table, features)
     for name in names:
         reason = no_features or TASKS[name].skip_reason(table)
-        if reason is None:
-            results.metrics[name] = TASKS[name].run(table, features, seed)
+        metrics = TASKS[name].run(table, features, seed) if reason is None else {}
+        if metrics:
+            results.metrics[name] = metrics
         else:
-            results.skipped[name] = reason
+            results.skipped[name] = reason or "no metric could be computed on these rows"
     return results
