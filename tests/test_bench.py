@@ -91,7 +91,9 @@ def test_tiny_demo_runs_every_stage_and_writes_the_three_leaderboard_files(tmp_p
         assert row["seeds"] == 2 and not row["failed"], row["method"]
         assert set(row["metrics"]) | set(row["skipped"]) == set(TASKS), row["method"]
         assert all(row["metrics"][task] for task in row["metrics"]), row["method"]
-    assert {"audio-visual", "video"} == {r["features"] for r in board["rows"] if r["method"] == "av-simclr"}
+    assert {"audio-visual", "audio", "video"} == {
+        r["features"] for r in board["rows"] if r["method"] == "av-simclr"
+    }
     page = (run / "leaderboard.html").read_text()
     assert page.count("data:image/png;base64,") == 3
     assert (run / "leaderboard.md").read_text().count("\n## ") == len(TASKS)

@@ -119,9 +119,11 @@ def embeddings_table(parts: list, label_column: str) -> pl.DataFrame:
 
 
 def _feature_sets(method: str) -> list[str]:
+    """Every method is scored on its video embedding; audio-visual ones on audio alone and on both too."""
     from tkds.models.methods import method_class
 
-    return ["video", "audio-visual"] if method_class(method).modality == "audio-visual" else ["video"]
+    audio_visual = method_class(method).modality == "audio-visual"
+    return ["video", "audio", "audio-visual"] if audio_visual else ["video"]
 
 
 def _write_json(path: Path, payload: object) -> None:
