@@ -10,7 +10,6 @@ sound) and, when the shards come from SynthTok, the Bayes-optimal likes R² from
 from __future__ import annotations
 
 import json
-import tarfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -24,9 +23,9 @@ from tkds.benchmarks.features import reference_table
 from tkds.benchmarks.leaderboard import write_leaderboard
 from tkds.benchmarks.tasks import TASKS, run_tasks
 from tkds.console import console
+from tkds.dataset.split import SPLITS
 from tkds.errors import TkdsError
 
-SPLITS = ("train", "val", "test")
 REFERENCE_METHODS = {"metadata-only": "metadata_only", "sound-id": "sound_onehot"}
 DEFAULT_METHODS = ("random", "simclr", "av-simclr", "metadata-only", "sound-id")
 
@@ -87,19 +86,9 @@ SCHEMA = {
 
 def metadata_table(shards: Path, label_column: str) -> pl.DataFrame:
     """Every sample's metadata, read from the json members alone (no decoding)."""
-    rows = []
-    for split in SPLITS:
-        index = json.loads((shards / f"{split}.json").read_text())
-        for entry in index["shardlist"]:
-            try:
-                with tarfile.open(shards / entry["url"]) as tar:
-                    for member in tar:
-                        if member.name.endswith(".json"):
-                            rows.append(_row(json.load(tar.extractfile(member)), label_column))
-            except (OSError, tarfile.TarError) as error:
-                raise TkdsError(
-                    f"shard {shards / entry['url']} is unreadable ({error}); rebuild it with tkds shard"
-                ) from None
+    from tkds.dataset.loader import read_metas
+
+    rows = [_row(meta, label_column) for split in SPLITS for *_, meta in read_metas(shards, split)]
     return pl.DataFrame(rows, schema=SCHEMA)
 
 

@@ -196,6 +196,18 @@ def shard_table(shard: Shard) -> list[tuple[str, Members]]:
     return table
 
 
+def read_metas(root: Path, split: str) -> Iterator[tuple[Shard, str, Members, dict]]:
+    """(shard, key, members, json) of every sample of `split`, in index order; decodes nothing."""
+    for shard in read_index(root, split):
+        table = shard_table(shard)
+        with open(shard.path, "rb") as file:
+            for key, members in table:
+                if "json" in members:
+                    offset, size = members["json"]
+                    file.seek(offset)
+                    yield shard, key, members, orjson.loads(file.read(size))
+
+
 def read_samples(
     located: Iterable[tuple[int, int, int]], shards: list[Shard], tables: dict[int, list]
 ) -> Iterator[tuple[int, RawSample]]:

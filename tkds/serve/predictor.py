@@ -23,12 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import orjson
 import polars as pl
 
+from tkds.dataset.split import SPLITS
 from tkds.errors import TkdsError
 
-SPLITS = ("train", "val", "test")
 TOP_TAGS = 5
 SIMILAR = 10
 COHORT_NEIGHBOURS = 20
@@ -142,25 +141,18 @@ def check_run(run: Path, method: str | None) -> tuple[dict, dict]:
 
 def read_corpus(shards: Path) -> dict[str, CorpusVideo]:
     """Each shard sample's caption, likes, link and thumbnail location, from the tar headers and jsons."""
-    from tkds.dataset.loader import group_samples, read_index, tar_members
+    from tkds.dataset.loader import read_metas
 
     corpus = {}
     for split in SPLITS:
-        for shard in read_index(shards, split):
-            with open(shard.path, "rb") as file:
-                for key, members in group_samples(tar_members(shard.path)):
-                    if "json" not in members:
-                        continue
-                    offset, size = members["json"]
-                    file.seek(offset)
-                    meta = orjson.loads(file.read(size))
-                    jpg = members.get("jpg")
-                    corpus[key] = CorpusVideo(
-                        caption=meta.get("description") or "",
-                        likes=(meta.get("stats") or {}).get("likes"),
-                        url=meta.get("url"),
-                        thumbnail=(shard.path, *jpg) if jpg else None,
-                    )
+        for shard, key, members, meta in read_metas(shards, split):
+            jpg = members.get("jpg")
+            corpus[key] = CorpusVideo(
+                caption=meta.get("description") or "",
+                likes=(meta.get("stats") or {}).get("likes"),
+                url=meta.get("url"),
+                thumbnail=(shard.path, *jpg) if jpg else None,
+            )
     return corpus
 
 
