@@ -25,6 +25,7 @@ from tkds.benchmarks.tasks import TASKS, run_tasks
 from tkds.console import console
 from tkds.dataset.split import SPLITS
 from tkds.errors import TkdsError
+from tkds.files import write_json
 
 REFERENCE_METHODS = {"metadata-only": "metadata_only", "sound-id": "sound_onehot"}
 DEFAULT_METHODS = ("random", "simclr", "av-simclr", "metadata-only", "sound-id")
@@ -115,18 +116,6 @@ def _feature_sets(method: str) -> list[str]:
     return ["video", "audio", "audio-visual"] if audio_visual else ["video"]
 
 
-def _write_json(path: Path, payload: object) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(payload, indent=1, default=_json_default))
-    partial.replace(path)
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON: {type(value)}")
-
-
 def _clean(metrics: dict) -> dict:
     """NaN (an undefined metric, e.g. a constant score) becomes null in JSON."""
     return {
@@ -184,12 +173,14 @@ def bench(
             except (TkdsError, RuntimeError, ValueError) as error:
                 reason = str(error).splitlines()[0] if str(error) else type(error).__name__
                 summary.failed[name] = reason
-                _write_json(cell / "error.json", {"error": reason, "traceback": traceback.format_exc()})
+                write_json(
+                    cell / "error.json", {"error": reason, "traceback": traceback.format_exc()}, indent=1
+                )
                 console.print(f"[red]failed[/] {name}: {reason}")
                 continue
             (cell / "error.json").unlink(missing_ok=True)
             record.update(method=method, seed=seed, tkds_version=tkds.__version__, label_column=label_column)
-            _write_json(cell / "metrics.json", record)
+            write_json(cell / "metrics.json", record, indent=1)
             summary.done.append(name)
     summary.wall_s = time.perf_counter() - started
     write_leaderboard(out, shards, manifest, methods, seeds, metadata)

@@ -29,6 +29,7 @@ from tkds.dataset.select import Candidate, read_labels, select_candidates
 from tkds.dataset.split import SPLITS, assign_splits, unit_hash
 from tkds.dataset.transcode import Prepared, TranscodeParams, load_prepared, passthrough, prepare
 from tkds.errors import TkdsError
+from tkds.files import write_json
 from tkds.tiktok import video_page_url
 
 WORK_DIR = ".work"
@@ -180,7 +181,7 @@ def _claim_out(out: Path, params: ShardParams) -> None:
     elif any(out.iterdir()):
         raise TkdsError(f"{out} is not empty and holds no tkds build; choose an empty or new --out")
     else:
-        config.write_text(json.dumps(wanted, indent=1))
+        write_json(config, wanted, indent=1)
 
 
 def _prepare_all(
@@ -356,7 +357,7 @@ def _write_splits(
             _remove_stale_shards(out / split, len(shardlist))
             summary.samples[split] = len(videos)
             index = {"wids_version": 1, "name": f"tkds-{split}", "shardlist": shardlist}
-            _write_json_atomic(out / f"{split}.json", index)
+            write_json(out / f"{split}.json", index, indent=1)
     return placed
 
 
@@ -399,7 +400,7 @@ def _write_shard(path: Path, chunk: list[Candidate], split: str, members, summar
         "start_time": started,
         "end_time": time.time(),
     }
-    _write_json_atomic(stats_path, stats)  # last: it marks the shard as done
+    write_json(stats_path, stats, indent=1)  # last: it marks the shard as done
     summary.shards += 1
     summary.bytes += stats["bytes"]
     return stats
@@ -428,12 +429,6 @@ def _remove_stale_shards(folder: Path, count: int) -> None:
     for stats in folder.glob("*_stats.json"):
         if int(stats.name.split("-")[-1].split("_")[0]) >= count:
             stats.unlink()
-
-
-def _write_json_atomic(path: Path, payload: object) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(payload, indent=1))
-    os.replace(partial, path)
 
 
 def label_column(videos: list[Candidate]) -> str:
@@ -474,7 +469,7 @@ def _write_manifest(
         "shards": shards,
         "inputs_sha256": fingerprint,
     }  # fmt: skip
-    _write_json_atomic(out / MANIFEST, manifest)
+    write_json(out / MANIFEST, manifest, indent=1)
 
 
 def _read_manifest(out: Path) -> dict:

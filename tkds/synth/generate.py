@@ -21,6 +21,7 @@ import numpy as np
 import tkds
 from tkds.console import progress_bar
 from tkds.errors import TkdsError
+from tkds.files import write_json
 from tkds.synth.audio import render_soundtrack
 from tkds.synth.encode import encode_mp4
 from tkds.synth.factors import (
@@ -232,18 +233,6 @@ def _zipf(values: tuple[str, ...]) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _write_json(path: Path, payload: object, indent: int | None = None) -> None:
-    partial = path.with_name(path.name + ".partial")
-    try:
-        partial.write_text(json.dumps(payload, ensure_ascii=False, indent=indent), encoding="utf-8")
-        os.replace(partial, path)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise TkdsError(
-            f"cannot write {path} ({error.strerror}); free space or fix permissions, then re-run to resume"
-        ) from error
-
-
 def _prepare_out(config: SynthConfig, out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise TkdsError(f"{out} is a file, not a directory; choose another OUT")
@@ -271,7 +260,7 @@ def _prepare_out(config: SynthConfig, out: Path) -> None:
                 "re-run with the same arguments to resume, or delete it"
             )
     else:
-        _write_json(config_path, wanted)
+        write_json(config_path, wanted)
 
 
 def generate(
@@ -335,7 +324,7 @@ def generate(
 
     _write_items(plan, config)
     summary.bayes_r2 = bayes_r2(plan.world, plan.draws)
-    _write_json(out / CORPUS_FILE, _corpus_card(plan, config, summary.bayes_r2), indent=1)
+    write_json(out / CORPUS_FILE, _corpus_card(plan, config, summary.bayes_r2), indent=1)
     summary.wall_s = time.perf_counter() - started
     return summary
 
@@ -392,7 +381,7 @@ def _write_items(plan: CorpusPlan, config: SynthConfig) -> None:
             region=_region(author),
             observed_at=config.observed_at,
         )
-        _write_json(job.mp4.parent.parent / "items" / f"{job.video_id}.json", item)
+        write_json(job.mp4.parent.parent / "items" / f"{job.video_id}.json", item)
 
 
 def _corpus_card(plan: CorpusPlan, config: SynthConfig, r2: dict) -> dict:
