@@ -122,7 +122,7 @@ def test_the_collectors_stream_choice_spares_a_second_probe(
     def no_probe(source: Path) -> dict:
         raise AssertionError(f"ffprobe ran again on {source}")
 
-    monkeypatch.setattr("tkds.dataset.transcode._ffprobe", no_probe)
+    monkeypatch.setattr("tkds.dataset.transcode.probe", no_probe)
     summary = build_shards(
         copy_db(synth_db, tmp_path), tmp_path / "out", ShardParams(size=64), progress=False
     )

@@ -1,9 +1,10 @@
 """Prepare one video for a shard: one ffmpeg process writes the training copy, its sidecars and hash frames.
 
-Per video, `prepare` runs ffprobe (to choose streams) and then a single ffmpeg process that decodes the
-source once and writes: the H.264/AAC mp4 (short side `size`, never upscaled, a keyframe every second),
-the 16 kHz mono flac sidecar, a jpg thumbnail, and 32×32 grey frames at 1 fps on stdout for the
-perceptual hash. With `size=0` nothing is decoded: `passthrough` keeps the collected file as it is.
+Per video, `prepare` takes the streams the collector chose (or probes the file the collector's way when
+it recorded none), then runs a single ffmpeg process that decodes the source once and writes: the
+H.264/AAC mp4 (short side `size`, never upscaled, a keyframe every second), the 16 kHz mono flac sidecar,
+a jpg thumbnail, and 32×32 grey frames at 1 fps on stdout for the perceptual hash. With `size=0` nothing
+is decoded: `passthrough` keeps the collected file as it is.
 A failure is a value (`Prepared.error`), never an exception, so one bad file never stops a build.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 
-from tkds.collector.media import choose_streams, duration_of
+from tkds.collector.media import choose_streams, duration_of, probe
 from tkds.dataset.framehash import frame_hashes
 
 SAMPLE_RATE = 16000
@@ -62,17 +63,6 @@ class Prepared:
         return json.dumps(asdict(self))
 
 
-def _ffprobe(source: Path) -> dict:
-    result = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(source)],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        raise ValueError((result.stderr.strip().splitlines() or ["ffprobe failed"])[-1])
-    return json.loads(result.stdout)
-
-
 def _rate(text: str | None) -> float | None:
     numerator, _, denominator = (text or "0/0").partition("/")
     try:
@@ -90,7 +80,7 @@ def output_size(width: int, height: int, size: int) -> tuple[int, int]:
 
 def _from_probe(video_id: str, source: Path) -> Prepared:
     try:
-        facts = _ffprobe(source)
+        facts = probe(source)
     except (ValueError, OSError) as error:
         return Prepared(video_id, error=f"undecodable: {error}")
     video, audio = choose_streams(facts)
@@ -144,7 +134,7 @@ def prepare(
     prepared.fps = params.fps
     error = _run_ffmpeg(source, partial, prepared, params)
     if error is None and prepared.duration_s is None:
-        probed = _ffprobe(partial / f"video.{prepared.video_ext}")
+        probed = probe(partial / f"video.{prepared.video_ext}")
         prepared.duration_s = duration_of(probed, {})
     if error is not None:
         shutil.rmtree(partial, ignore_errors=True)
