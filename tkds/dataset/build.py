@@ -118,8 +118,8 @@ def build_shards(
         rows += [(v, None, None, "failed", reason) for v, reason in summary.failures.items()]
         _record_samples(store, dataset, rows)
     summary.wall_s = time.perf_counter() - started
-    _write_manifest(out, params, summary, db, kept, fingerprint)
-    write_card(out, _read_manifest(out), kept, splits)
+    manifest = _write_manifest(out, params, summary, db, kept, fingerprint)
+    write_card(out, manifest, kept, splits)
     shutil.rmtree(out / WORK_DIR, ignore_errors=True)
     return summary
 
@@ -438,7 +438,7 @@ def label_column(videos: list[Candidate]) -> str:
 
 def _write_manifest(
     out: Path, params: ShardParams, summary: ShardSummary, db: Path, kept: list[Candidate], fingerprint: str
-) -> None:
+) -> dict:
     shards = {}
     for split in SPLITS:
         for entry in json.loads((out / f"{split}.json").read_text())["shardlist"]:
@@ -470,6 +470,7 @@ def _write_manifest(
         "inputs_sha256": fingerprint,
     }  # fmt: skip
     write_json(out / MANIFEST, manifest, indent=1)
+    return manifest
 
 
 def _read_manifest(out: Path) -> dict:
