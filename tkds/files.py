@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,3 +36,33 @@ def write_json(path: Path, payload: object, indent: int | None = None) -> None:
         raise TkdsError(
             f"cannot write {path} ({error.strerror}); free space or fix permissions, then re-run to resume"
         ) from error
+
+
+LOCK_NAME = ".tkds.lock"
+
+
+@contextmanager
+def exclusive_folder(folder: Path, what: str) -> Iterator[Path]:
+    """Hold an exclusive lock on `folder` (created if missing) for as long as the block runs.
+
+    The lock is `flock` on `FOLDER/.tkds.lock`, so the kernel drops it when the process dies (kill -9
+    included) and a re-run never finds a stale lock. A second process is refused in one line; `what`
+    names the folder in that line, e.g. "--out".
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / LOCK_NAME, "a+")  # noqa: SIM115 - held until the block ends
+    except OSError as error:
+        raise TkdsError(
+            f"cannot use {what} {folder} ({error.strerror}); fix its permissions or choose another"
+        ) from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TkdsError(
+                f"{what} {folder} is in use by another tkds process; wait for it to finish, or choose another"
+            ) from None
+        yield folder
+    finally:
+        handle.close()  # closing releases the lock
