@@ -1,4 +1,8 @@
-"""`tkds import`: saved captures into the same tables, through the same parser and upserts as `collect`."""
+"""`tkds import`: saved captures into the same tables, through the same parser and upserts as `collect`.
+
+A bad file (malformed, nested too deeply, too large, not a regular file, unreadable) is named with its
+reason and skipped; a record with an invalid id is refused and counted by reason; the rest goes on.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pathlib import Path
 
 from tkds.collector.media import inspect
 from tkds.collector.parse import CaptureError, parse_capture
-from tkds.collector.store import Store, utcnow
+from tkds.collector.store import Store, utcnow, valid_id_sql
 from tkds.console import progress_bar
 
 
@@ -24,6 +28,8 @@ class ImportSummary:
     comments: int = 0
     authors: int = 0
     failures: dict[str, str] = field(default_factory=dict)  # file -> reason
+    refused: Counter = field(default_factory=Counter)  # records refused for an invalid id, by reason
+    refusals: dict[str, str] = field(default_factory=dict)  # file -> how many were refused, and the first
     media_ok: int = 0
     media_failed: int = 0
     wall_s: float = 0.0
@@ -48,23 +54,14 @@ def import_captures(
         for file in map(Path, files):
             try:
                 parsed = parse_capture(file)
+                # A capture was observed when it was saved: its file time is the snapshot time.
+                observed = datetime.fromtimestamp(file.stat().st_mtime, UTC).replace(tzinfo=None)
             except CaptureError as error:
                 summary.failures[str(file)] = str(error)
             except OSError as error:
-                summary.failures[str(file)] = f"unreadable: {error.strerror}"
+                summary.failures[str(file)] = f"unreadable: {error.strerror or error}"
             else:
-                if not (parsed.videos or parsed.authors or parsed.music or parsed.comments):
-                    summary.failures[str(file)] = "empty: no TikTok records found in it"
-                    bar.advance(0)
-                    continue
-                # A capture was observed when it was saved: its file time is the snapshot time.
-                observed = datetime.fromtimestamp(file.stat().st_mtime, UTC).replace(tzinfo=None)
-                counts = store.upsert(parsed, source=f"import:{file.name}", observed_at=observed)
-                summary.imported += 1
-                summary.videos_new += counts["new"]
-                summary.videos_updated += counts["updated"]
-                summary.comments += len(parsed.comments)
-                summary.authors += len(parsed.authors)
+                _store(store, file, parsed, observed, summary)
             bar.advance(0)
         if media is not None:
             _register_media(store, Path(media), summary, progress)
@@ -79,11 +76,33 @@ def import_captures(
                 "videos_new": summary.videos_new,
                 "videos_updated": summary.videos_updated,
                 "failures": dict(summary.failures_by_reason),
+                "refused": dict(summary.refused),
                 "media_ok": summary.media_ok,
                 "media_failed": summary.media_failed,
             },
         )
     return summary
+
+
+def _store(store: Store, file: Path, parsed, observed: datetime, summary: ImportSummary) -> None:
+    """Upsert one parsed file into the summary's counts; a file of nothing but refusals is a failure."""
+    has_records = parsed.videos or parsed.authors or parsed.music or parsed.comments
+    if not has_records and not parsed.refused:
+        summary.failures[str(file)] = "empty: no TikTok records found in it"
+        return
+    counts = store.upsert(parsed, source=f"import:{file.name}", observed_at=observed)
+    summary.refused.update(counts["refused_reasons"])
+    if counts["refused"]:
+        first = counts["refused_examples"][0]
+        summary.refusals[str(file)] = f"{counts['refused']} refused, e.g. {first}"
+    if not has_records:
+        summary.failures[str(file)] = f"refused: every record in it has an invalid id, e.g. {first}"
+        return
+    summary.imported += 1
+    summary.videos_new += counts["new"]
+    summary.videos_updated += counts["updated"]
+    summary.comments += len(parsed.comments)
+    summary.authors += len(parsed.authors)
 
 
 MEDIA_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov")
@@ -93,7 +112,8 @@ def _register_media(store: Store, media_dir: Path, summary: ImportSummary, progr
     wanted = {
         row[0]
         for row in store.db.execute(
-            "SELECT id FROM videos WHERE id NOT IN (SELECT video_id FROM media WHERE status = 'ok')"
+            f"""SELECT id FROM videos WHERE {valid_id_sql("id")}
+                AND id NOT IN (SELECT video_id FROM media WHERE status = 'ok')"""
         ).fetchall()
     }
     files = [f for f in sorted(media_dir.iterdir()) if f.suffix in MEDIA_SUFFIXES and f.stem in wanted]

@@ -2,23 +2,48 @@
 
 Everything here is pure except `parse_capture`, which reads one file. Ids stay strings, counts
 prefer the exact `statsV2` strings over the rounded `stats`, and every entity keeps its raw dict.
+
+Nothing in a payload is trusted: ids are checked with `tkds.ids` (a record with an invalid id is not
+built; its `Refusal` is kept in `Parsed.refused`, and the rest of the payload goes on), a bad username
+becomes None, numbers out of their column's range become None, and a capture nested too deeply, too
+large or not a regular file is a `CaptureError` of its own kind, so an import goes on to the next file.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
-from tkds.collector.records import Author, AuthorStats, Comment, Music, Parsed, Video, VideoStats
+from tkds import ids
+from tkds.collector.records import (
+    Author,
+    AuthorStats,
+    Comment,
+    Music,
+    Parsed,
+    Refusal,
+    Video,
+    VideoStats,
+    storable,
+)
 
 REASONS = {
     "empty": "empty body",
     "challenge": "challenge page",
     "no_data": "no embedded JSON",
     "malformed": "malformed JSON",
+    "too_deep": "nested too deeply to be a TikTok capture",
+    "too_big": "too large to be a TikTok capture",
+    "not_a_file": "not a regular file",
 }
+MAX_CAPTURE_BYTES = 256 * 2**20  # a saved page or API response is a few MB
+INT64 = 2**63
+INT32 = 2**31
+TAG_LENGTH = 4096  # how far before an id="…" attribute its <script tag may start
 
 VIDEO_STATS = {
     "plays": ("playCount",),
@@ -34,7 +59,6 @@ AUTHOR_STATS = {
     "videos": ("videoCount",),
 }
 
-SCRIPT = r'<script[^>]*\bid=["\']{}["\'][^>]*>(.*?)</script>'
 SIGI_ASSIGNMENT = re.compile(r"""window\[['"]SIGI_STATE['"]\]\s*=\s*""")
 CHALLENGE_MARKERS = re.compile(r"""\bid=["']cs["']|<title>\s*Please wait""", re.I)
 
@@ -50,26 +74,48 @@ class CaptureError(Exception):
         super().__init__(f"{REASONS[kind]}: {self.detail}" if self.detail else REASONS[kind])
 
 
-def _id(value: Any) -> str | None:
-    """Ids as exact strings: JSON ints are exact in Python, so str() keeps all 19 digits."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
+def _id(out: Parsed, value: Any, kind: str) -> str | None:
+    """A checked id as an exact string (JSON ints are exact in Python, so str() keeps all 19 digits).
+
+    None when absent; None too when invalid, with its `Refusal` in `out`.
+    """
+    if value is None or value == "":
         return None
-    return str(value) or None
+    try:
+        return ids.check_id(value, kind)
+    except ids.InvalidId as error:
+        detail = str(error)
+    except ValueError:  # an int too long for str()
+        detail = f"{kind} id: a number too long to be an id"
+    out.refused.append(Refusal(f"{kind} id", detail))
+    return None
 
 
-def _int(value: Any) -> int | None:
+def _username(out: Parsed, value: Any) -> str | None:
+    """A TikTok uniqueId, or None; an invalid one is refused (it reaches URLs) and the record kept."""
+    if value is None or value == "":
+        return None
+    if ids.is_valid_username(value):
+        return value
+    out.refused.append(Refusal("username", f"{ids.preview(value)}: not a TikTok username; stored as NULL"))
+    return None
+
+
+def _int(value: Any, bound: int = INT64) -> int | None:
+    """An integer within ±`bound` (its column's range), else None."""
     if value is None or value == "" or isinstance(value, bool):
         return None
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if -bound <= number < bound else None
 
 
 def _float(value: Any) -> float | None:
     try:
-        return float(value) if value is not None and value != "" else None
-    except (TypeError, ValueError):
+        return float(value) if value is not None and value != "" and not isinstance(value, bool) else None
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -77,8 +123,13 @@ def _bool(value: Any) -> bool | None:
     return None if value is None else bool(value)
 
 
+def _string(value: Any) -> str | None:
+    """A str that DuckDB can store (see `storable`), else None."""
+    return storable(value) if isinstance(value, str) else None
+
+
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return storable(value) if isinstance(value, str) and value else None
 
 
 def _dict(value: Any) -> dict:
@@ -114,28 +165,28 @@ def _hashtags(item: dict) -> list[str]:
     if not names:
         # Challenges only when the caption names no tag: SIGI-era items carry the account's whole list.
         names = [_dict(c).get("title") for c in _list(item.get("challenges"))]
-    tags = (n.strip().lstrip("#").lower() for n in names if isinstance(n, str))
+    tags = (_string(n).strip().lstrip("#").lower() for n in names if isinstance(n, str))
     return list(dict.fromkeys(t for t in tags if t))
 
 
-def _author(user: dict) -> Author | None:
-    author_id = _id(user.get("id"))
+def _author(out: Parsed, user: dict) -> Author | None:
+    author_id = _id(out, user.get("id"), "author")
     if author_id is None:
         return None
     return Author(
         id=author_id,
-        unique_id=_text(user.get("uniqueId")),
+        unique_id=_username(out, user.get("uniqueId")),
         sec_uid=_text(user.get("secUid")),
         nickname=_text(user.get("nickname")),
         verified=_bool(user.get("verified")),
         private=_bool(user.get("privateAccount")),
-        signature=user.get("signature") if isinstance(user.get("signature"), str) else None,
+        signature=_string(user.get("signature")),
         raw=user,
     )
 
 
 def _add_author(out: Parsed, user: Any, stats: Any = None, stats_v2: Any = None) -> Author | None:
-    author = _author(_dict(user))
+    author = _author(out, _dict(user))
     if author is None:
         return None
     out.authors.append(author)
@@ -144,8 +195,8 @@ def _add_author(out: Parsed, user: Any, stats: Any = None, stats_v2: Any = None)
     return author
 
 
-def _music(music: dict) -> Music | None:
-    music_id = _id(music.get("id"))
+def _music(out: Parsed, music: dict) -> Music | None:
+    music_id = _id(out, music.get("id"), "music")
     if music_id is None:
         return None
     return Music(
@@ -161,11 +212,16 @@ def _music(music: dict) -> Music | None:
 def parse_item(
     item: dict, users: dict[str, dict] | None = None, user_stats: dict[str, dict] | None = None
 ) -> Parsed:
-    """One itemStruct of any era; a SIGI item's bare-uniqueId author is looked up in `users`/`user_stats`."""
-    video_id = _id(item.get("id")) if isinstance(item, dict) else None
-    if video_id is None:
+    """One itemStruct of any era; a SIGI item's bare-uniqueId author is looked up in `users`/`user_stats`.
+
+    An item with an invalid id yields nothing but its `Refusal`: not its stats, tags, author or sound.
+    """
+    if not isinstance(item, dict) or item.get("id") is None or item.get("id") == "":
         raise CaptureError("malformed", "item without an id")
     out = Parsed()
+    video_id = _id(out, item.get("id"), "video")
+    if video_id is None:
+        return out
     author_field = item.get("author")
     if isinstance(author_field, str):
         fallback = {
@@ -180,7 +236,7 @@ def parse_item(
         author = _add_author(out, user, stats, item.get("authorStatsV2"))
     else:
         author = _add_author(out, author_field, item.get("authorStats"), item.get("authorStatsV2"))
-    music = _music(_dict(item.get("music")))
+    music = _music(out, _dict(item.get("music")))
     if music:
         out.music.append(music)
     video = _dict(item.get("video"))
@@ -189,11 +245,11 @@ def parse_item(
             id=video_id,
             author_id=author.id if author else None,
             music_id=music.id if music else None,
-            description=item.get("desc") if isinstance(item.get("desc"), str) else None,
+            description=_string(item.get("desc")),
             create_time=_int(item.get("createTime")),
             duration_s=_float(video.get("duration")),
-            width=_int(video.get("width")),
-            height=_int(video.get("height")),
+            width=_int(video.get("width"), INT32),
+            height=_int(video.get("height"), INT32),
             is_ad=_bool(item.get("isAd")),
             location=_text(item.get("locationCreated")),
             hashtags=_hashtags(item),
@@ -222,26 +278,34 @@ def _parse_user_info(info: Any) -> Parsed:
 def _parse_music_info(info: Any) -> Parsed:
     info = _dict(info)
     out = Parsed()
-    music = _music(_dict(info.get("music")))
+    music = _music(out, _dict(info.get("music")))
     if music:
         out.music.append(music)
     _add_author(out, info.get("author"))
     return out
 
 
-def _comment(comment: Any) -> Comment:
+def _add_comment(out: Parsed, comment: Any) -> None:
+    """A comment, unless its cid or aweme_id is invalid (then only its `Refusal`)."""
     comment = _dict(comment)
-    comment_id, video_id = _id(comment.get("cid")), _id(comment.get("aweme_id"))
-    if comment_id is None or video_id is None:
+    if any(comment.get(key) is None or comment.get(key) == "" for key in ("cid", "aweme_id")):
         raise CaptureError("malformed", "comment without cid or aweme_id")
+    comment_id, video_id = _id(out, comment.get("cid"), "comment"), _id(out, comment.get("aweme_id"), "video")
+    if comment_id is None or video_id is None:
+        return
     user = _dict(comment.get("user"))
-    return Comment(
-        id=comment_id,
-        video_id=video_id,
-        author=_text(user.get("unique_id")) or _text(comment.get("unique_id")) or _text(user.get("uniqueId")),
-        text=comment.get("text") if isinstance(comment.get("text"), str) else None,
-        likes=_int(comment.get("digg_count")),
-        create_time=_int(comment.get("create_time")),
+    author = next(
+        (a for a in (user.get("unique_id"), comment.get("unique_id"), user.get("uniqueId")) if a), None
+    )
+    out.comments.append(
+        Comment(
+            id=comment_id,
+            video_id=video_id,
+            author=_username(out, author),
+            text=_string(comment.get("text")),
+            likes=_int(comment.get("digg_count")),
+            create_time=_int(comment.get("create_time")),
+        )
     )
 
 
@@ -278,6 +342,7 @@ def _dedupe(out: Parsed) -> Parsed:
         for record in getattr(out, name):
             first.setdefault(getattr(record, key), record)
         setattr(out, name, list(first.values()))
+    out.refused = list(dict.fromkeys(out.refused))
     return out
 
 
@@ -330,14 +395,40 @@ def _parse_next(data: dict) -> Parsed:
     return _dedupe(out)
 
 
-def _script_json(html: str, script_id: str) -> Any:
-    match = re.search(SCRIPT.format(script_id), html, re.S)
-    if match is None:
-        return None
+def _script_text(html: str, script_id: str) -> str | None:
+    """The text of the first `<script … id="SCRIPT_ID" …>`, found in linear time.
+
+    A regex like `<script[^>]*\\bid=…` backtracks quadratically over hostile HTML (`<script` × 10⁵).
+    """
+    for marker in (f'id="{script_id}"', f"id='{script_id}'"):
+        start = 0
+        while (at := html.find(marker, start)) >= 0:
+            tag = html.rfind("<", max(0, at - TAG_LENGTH), at)
+            opened = html.find(">", at + len(marker))
+            if opened < 0:
+                break
+            if tag >= 0 and html.startswith("<script", tag) and html.find(">", tag, at) < 0:
+                closed = html.find("</script>", opened)
+                if closed < 0:
+                    break
+                return html[opened + 1 : closed]
+            start = opened + 1
+    return None
+
+
+def _loads(text: str, what: str) -> Any:
+    """JSON from a page or file; malformed, too deep or too long a number is a `CaptureError`."""
     try:
-        return json.loads(match.group(1))
-    except json.JSONDecodeError as error:
-        raise CaptureError("malformed", f"{script_id}: {error}") from error
+        return json.loads(text)
+    except RecursionError:
+        raise CaptureError("too_deep", what) from None
+    except ValueError as error:  # JSONDecodeError, and ints past Python's 4300-digit limit
+        raise CaptureError("malformed", f"{what}: {error}" if what else str(error)) from None
+
+
+def _script_json(html: str, script_id: str) -> Any:
+    text = _script_text(html, script_id)
+    return None if text is None else _loads(text, script_id)
 
 
 def _sigi_assignment(html: str) -> Any:
@@ -346,8 +437,10 @@ def _sigi_assignment(html: str) -> Any:
         return None
     try:
         return json.JSONDecoder().raw_decode(html, match.end())[0]
-    except json.JSONDecodeError as error:
-        raise CaptureError("malformed", f"SIGI_STATE: {error}") from error
+    except RecursionError:
+        raise CaptureError("too_deep", "SIGI_STATE") from None
+    except ValueError as error:
+        raise CaptureError("malformed", f"SIGI_STATE: {error}") from None
 
 
 def parse_page(html: str) -> Parsed:
@@ -377,7 +470,7 @@ def _parse_list(entries: list) -> Parsed:
         if not isinstance(entry, dict):
             raise CaptureError("malformed", "list entry is not an object")
         if "cid" in entry:
-            out.comments.append(_comment(entry))
+            _add_comment(out, entry)
         elif "user" in entry and "stats" in entry:
             out.extend(_parse_user_info(entry))
         elif isinstance(entry.get("item"), dict):
@@ -399,7 +492,8 @@ def parse_api(payload: dict | list) -> Parsed:
     out = _parse_list([*items, item] if item else items)
     if payload.get("userInfo"):
         out.extend(_parse_user_info(payload["userInfo"]))
-    out.comments += [_comment(comment) for comment in _list(payload.get("comments"))]
+    for comment in _list(payload.get("comments")):
+        _add_comment(out, comment)
     if payload.get("musicInfo"):
         out.extend(_parse_music_info(payload["musicInfo"]))
     _set_status(out, payload)
@@ -417,16 +511,32 @@ def _parse_json(data: Any) -> Parsed:
     return parse_api(data)
 
 
+def _read_capture(path: Path) -> str:
+    """A regular file's text, at most MAX_CAPTURE_BYTES; a FIFO or a device is refused, never read."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, and is then refused
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_CAPTURE_BYTES:
+        os.close(descriptor)
+        if stat.S_ISREG(info.st_mode):
+            raise CaptureError("too_big", f"over {MAX_CAPTURE_BYTES // 2**20} MB")
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO, socket or device"
+        raise CaptureError("not_a_file", kind)
+    with os.fdopen(descriptor, "rb") as file:
+        data = file.read(MAX_CAPTURE_BYTES + 1)
+    if len(data) > MAX_CAPTURE_BYTES:  # it grew since fstat
+        raise CaptureError("too_big", f"over {MAX_CAPTURE_BYTES // 2**20} MB")
+    return data.decode("utf-8-sig", errors="replace")
+
+
 def parse_capture(path: str | Path) -> Parsed:
     """A saved page or JSON payload: HTML goes to `parse_page`, JSON to the SIGI, UNIVERSAL or API parser."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8-sig", errors="replace")
-    if path.suffix.lower() in (".html", ".htm") or text.lstrip().startswith("<"):
-        return parse_page(text)
-    if not text.strip():
-        raise CaptureError("empty")
+    text = _read_capture(path)
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise CaptureError("malformed", str(error)) from error
-    return _parse_json(data)
+        if path.suffix.lower() in (".html", ".htm") or text.lstrip().startswith("<"):
+            return parse_page(text)
+        if not text.strip():
+            raise CaptureError("empty")
+        return _parse_json(_loads(text, ""))
+    except RecursionError:  # the parsers' own recursion, or a deep value's
+        raise CaptureError("too_deep") from None

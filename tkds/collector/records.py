@@ -1,12 +1,22 @@
 """What the parsers extract and the store upserts: one dataclass per DuckDB table.
 
-Ids are strings (19-digit numbers, never floats). Counts are exact where TikTok gave exact values
-(`statsV2`), else the rounded `stats`. Every entity keeps its raw JSON, so it can be parsed again.
+Ids are strings (19-digit numbers, never floats), checked with `tkds.ids` where records enter: a
+record whose id is invalid is not built but kept as a `Refusal`. Counts are exact where TikTok
+gave exact values (`statsV2`), else the rounded `stats`. Every entity keeps its raw JSON, so it can be
+parsed again.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads leaves only unpaired ones
+
+
+def storable(text: str) -> str:
+    """`text` as valid UTF-8, which DuckDB requires: JSON's lone \\ud800 escapes become U+FFFD."""
+    return text if text.isascii() else LONE_SURROGATE.sub("\ufffd", text)
 
 
 @dataclass
@@ -78,6 +88,14 @@ class Comment:
     create_time: int | None = None
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A record (or a field) refused at the gate: `reason` to count by, `detail` quoting a short prefix."""
+
+    reason: str  # "video id", "author id", "music id", "comment id", "username", or "<kind> raw"
+    detail: str
+
+
 @dataclass
 class Parsed:
     """Everything one page, API response or saved capture yielded, plus its paging and status."""
@@ -92,9 +110,10 @@ class Parsed:
     status_msg: str = ""
     cursor: str | None = None
     has_more: bool | None = None
+    refused: list[Refusal] = field(default_factory=list)  # what the parser would not build, and why
 
     def extend(self, other: Parsed) -> None:
-        for name in ("videos", "video_stats", "authors", "author_stats", "music", "comments"):
+        for name in ("videos", "video_stats", "authors", "author_stats", "music", "comments", "refused"):
             getattr(self, name).extend(getattr(other, name))
 
     def deduplicated(self) -> Parsed:
@@ -114,4 +133,5 @@ class Parsed:
             status_msg=self.status_msg,
             cursor=self.cursor,
             has_more=self.has_more,
+            refused=list(self.refused),
         )

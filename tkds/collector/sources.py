@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote
 
+from tkds import ids
 from tkds.errors import TkdsError
 from tkds.tiktok import WEB_HOST
 
-VIDEO_URL = re.compile(r"https?://(?:www\.|m\.)?tiktok\.com/@(?P<user>[^/?#]+)/video/(?P<id>\d{1,20})")
+# The whole id up to the end, a query or a fragment ([0-9]: `\d` would take Arabic-Indic digits too).
+VIDEO_URL = re.compile(
+    r"https?://(?:www\.|m\.)?tiktok\.com/@(?P<user>[^/?#]+)/video/(?P<id>[^/?#]+)/?(?:[?#].*)?"
+)
 
 
 @dataclass(frozen=True)
@@ -22,7 +27,7 @@ class Source:
 
     def page_url(self, key: str) -> str:
         key = key.strip().lstrip("#@")
-        return self.page.format(key=quote(key.lower() if self.kind == "hashtag" else key))
+        return self.page.format(key=quote(key.lower() if self.kind == "hashtag" else key, safe=""))
 
 
 SOURCES: dict[str, Source] = {
@@ -37,9 +42,57 @@ SOURCES: dict[str, Source] = {
 }
 
 
+HASHTAG = re.compile(r"[\w-]{1,100}")  # letters (any script), digits, '_' and '-'
+MAX_SEARCH = 200
+
+
+def check_target(kind: str, key: str) -> str:
+    """A target's key as the run stores and requests it, or a one-line `TkdsError` naming the option."""
+    if kind == "hashtag":
+        tag = key.strip().lstrip("#").lower()
+        if not HASHTAG.fullmatch(tag):
+            raise TkdsError(f"--hashtag {ids.preview(key)}: a tag is 1 to 100 letters, digits, '_' or '-'")
+        return tag
+    try:
+        if kind == "user":
+            return ids.check_username(key.strip().lstrip("@"))
+        if kind == "music":
+            return ids.check_id(key.strip(), "music")
+    except ids.InvalidId as error:
+        raise TkdsError(f"--{kind} {error}") from None
+    if kind == "search":
+        query = " ".join(key.split())
+        if not query or len(query) > MAX_SEARCH or not query.isprintable():
+            raise TkdsError(f"--search {ids.preview(key)}: give 1 to {MAX_SEARCH} printable characters")
+        return query
+    return key
+
+
 def parse_video_url(url: str) -> tuple[str, str]:
-    """(uniqueId, video id) of a TikTok video URL."""
-    match = VIDEO_URL.match(url.strip())
+    """(uniqueId, video id) of a TikTok video URL, both checked with `tkds.ids`."""
+    match = VIDEO_URL.fullmatch(url.strip())
     if not match:
-        raise TkdsError(f"{url!r} is not a TikTok video URL like https://www.tiktok.com/@user/video/ID")
-    return match["user"], match["id"]
+        raise TkdsError(
+            f"{ids.preview(url)} is not a TikTok video URL like https://www.tiktok.com/@user/video/ID"
+        )
+    try:
+        return ids.check_username(match["user"]), ids.check_id(match["id"])
+    except ids.InvalidId as error:
+        raise TkdsError(f"{ids.preview(url)}: {error}") from None
+
+
+def read_video_urls(path: Path) -> list[str]:
+    """The video URLs of a `--urls` file, one a line (blank lines skipped), each checked."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as error:
+        raise TkdsError(f"cannot read --urls {path} ({error.strerror or error})") from None
+    urls = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                parse_video_url(line)
+            except TkdsError as error:
+                raise TkdsError(f"--urls {path} line {number}: {error}") from None
+            urls.append(line.strip())
+    return urls

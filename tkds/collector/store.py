@@ -2,17 +2,32 @@
 
 One `Store` per run owns the connection. Every `upsert` is one transaction, so a killed run loses at
 most the batch in flight, and re-running it writes the same rows again without duplicates.
+
+The store trusts neither its input nor its file. `upsert` is the last gate for ids (whatever parser or
+import format made the records): a record with an invalid id is refused and counted, a bad username
+is stored as NULL. The helpers that hand ids to callers building paths and URLs filter them in SQL.
+`Store.open` refuses, before writing anything, a DuckDB file holding tables or views that are not
+tkds's, or tkds tables of another shape; a full disk under the file is a one-line `TkdsError`.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
-from tkds.collector.records import Parsed
+from tkds import ids
+from tkds.collector.records import Parsed, Refusal, storable
 from tkds.errors import TkdsError
 
 SCHEMA = """
@@ -100,17 +115,176 @@ COMMENT_CONFLICT = "ON CONFLICT (id) DO UPDATE SET likes = excluded.likes, text 
 # Media failures that a retry cannot fix.
 PERMANENT_MEDIA_ERRORS = ("private", "login_required", "unavailable")
 
+# Columns that SCHEMA adds to older tkds files by ALTER: a table lacking only these is still tkds's.
+ADDED_COLUMNS = frozenset(re.findall(r"ALTER TABLE (\w+) ADD COLUMN IF NOT EXISTS (\w+)", SCHEMA))
+TKDS_VIEWS = frozenset(re.findall(r"CREATE OR REPLACE VIEW (\w+)", SCHEMA))
+# The ids' grammar in DuckDB's regexp_full_match (RE2 reads these patterns as Python does).
+USERNAME_SQL = (
+    f"CASE WHEN regexp_full_match(a.unique_id, '{ids.USERNAME.pattern}') THEN a.unique_id ELSE '_' END"
+)
+FULL_DISK = re.compile(r"no space left on device|disk is full|not enough space", re.I)
+DISK_FULL = "is full; free space, then re-run the same command to resume"
+REFUSAL_EXAMPLES = 3  # refusal details an upsert returns, for the summary
+
+
+def valid_id_sql(column: str) -> str:
+    """SQL that is true where `column` holds a valid digit-string id."""
+    return f"regexp_full_match({column}, '{ids.DIGIT_ID.pattern}')"
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _timestamp(seconds: int | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+    """A unix time as a naive UTC datetime; None when absent or outside the years datetime can hold."""
+    if seconds is None:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _finite(value: Any) -> Any:
+    """`value` with NaN and ±Infinity (which Python's json reads, and JSON has not) as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _raw(value: dict) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    """JSON text that DuckDB accepts: no NaN or Infinity, and lone surrogates (from \\ud800) as U+FFFD."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(value), ensure_ascii=False, allow_nan=False)
+    return storable(text)
+
+
+def _valid(value: object, kind: str, refused: list[Refusal]) -> bool:
+    """Whether `value` is a valid id of `kind`; if not, its `Refusal` is appended to `refused`."""
+    try:
+        ids.check_id(value, kind)
+    except ids.InvalidId as error:
+        refused.append(Refusal(f"{kind} id", str(error)))
+        return False
+    except ValueError:  # an int too long for str()
+        refused.append(Refusal(f"{kind} id", f"{kind} id: a number too long to be an id"))
+        return False
+    return True
+
+
+def _admitted_raw(record: Any, kind: str, refused: list[Refusal]) -> str | None:
+    """The raw JSON of a record with a valid id, or None (and its `Refusal`)."""
+    if not _valid(record.id, kind, refused):
+        return None
+    try:
+        return _raw(record.raw)
+    except (RecursionError, ValueError):
+        refused.append(Refusal(f"{kind} raw", f"{kind} {record.id}: its JSON is nested too deeply to store"))
+        return None
+
+
+def _username(value: str | None, refused: list[Refusal]) -> str | None:
+    if value is None or ids.is_valid_username(value):
+        return value
+    refused.append(Refusal("username", f"{ids.preview(value)}: not a TikTok username; stored as NULL"))
+    return None
+
+
+def _write_failure(path: Path, error: BaseException) -> TkdsError | None:
+    """A one-line error for a full disk or a failed write under `path`; None for other errors."""
+    reason = (str(error).splitlines() or [type(error).__name__])[0]
+    if FULL_DISK.search(reason) or getattr(error, "errno", None) == errno.ENOSPC:
+        return TkdsError(f"the disk under --db {path} {DISK_FULL}")
+    if isinstance(error, duckdb.IOException | OSError) or "could not write" in reason.lower():
+        return TkdsError(f"cannot write --db {path} ({reason[:200]}); fix that, then re-run the same command")
+    return None
+
+
+def _shape(connection: duckdb.DuckDBPyConnection) -> tuple[dict[str, tuple], dict[str, tuple], set[str]]:
+    """The file's tables as {name: ((column, type), ...)}, their primary keys, and its view names."""
+    tables: dict[str, list] = {}
+    for schema, table, column, data_type in connection.execute(
+        """SELECT t.schema_name, t.table_name, c.column_name, c.data_type FROM duckdb_tables() t
+           JOIN duckdb_columns() c ON c.table_oid = t.table_oid
+           WHERE t.database_name = current_database() AND NOT t.internal AND NOT t.temporary
+           ORDER BY t.schema_name, t.table_name, c.column_index"""
+    ).fetchall():
+        tables.setdefault(table if schema == "main" else f"{schema}.{table}", []).append((column, data_type))
+    keys = {
+        table if schema == "main" else f"{schema}.{table}": tuple(columns)
+        for schema, table, columns in connection.execute(
+            """SELECT schema_name, table_name, constraint_column_names FROM duckdb_constraints()
+               WHERE database_name = current_database() AND constraint_type = 'PRIMARY KEY'"""
+        ).fetchall()
+    }
+    views = {
+        view if schema == "main" else f"{schema}.{view}"
+        for schema, view in connection.execute(
+            """SELECT schema_name, view_name FROM duckdb_views()
+               WHERE database_name = current_database() AND NOT internal AND NOT temporary"""
+        ).fetchall()
+    }
+    return {name: tuple(columns) for name, columns in tables.items()}, keys, views
+
+
+@cache
+def _tkds_shape() -> tuple[dict[str, tuple], dict[str, tuple]]:
+    """The tables and keys SCHEMA makes, read back from an empty in-memory database."""
+    with duckdb.connect(":memory:") as connection:
+        connection.execute(SCHEMA)
+        tables, keys, _ = _shape(connection)
+    return tables, keys
+
+
+def _foreign_objects(connection: duckdb.DuckDBPyConnection) -> list[str]:
+    """What in an open DuckDB file is not tkds's: other tables or views, or tkds tables of another shape."""
+    tkds_tables, tkds_keys = _tkds_shape()
+    tables, keys, views = _shape(connection)
+    foreign = []
+    for name, columns in tables.items():
+        expected = tkds_tables.get(name)
+        missing = () if expected is None else expected[len(columns) :]
+        if expected is None:
+            foreign.append(f"table {ids.preview(name)}")
+        elif (
+            columns != expected[: len(columns)]
+            or any((name, column) not in ADDED_COLUMNS for column, _ in missing)
+            or keys.get(name) != tkds_keys.get(name)
+        ):
+            foreign.append(f"table {name} with other columns")
+    return foreign + [f"view {ids.preview(name)}" for name in sorted(views - TKDS_VIEWS)]
+
+
+def _probe(path: Path) -> list[str] | None:
+    """What in an existing file is not tkds's, read before anything is written to it.
+
+    Read-only, since even opening a file for writing checkpoints a WAL another application left; None
+    when this process has the file open already (DuckDB allows no second, read-only instance).
+    """
+    if not path.exists():
+        return []
+    try:
+        with duckdb.connect(str(path), read_only=True) as probe:
+            return _foreign_objects(probe)
+    except duckdb.ConnectionException as error:
+        if "different configuration" in str(error):
+            return None
+        raise
+
+
+def _foreign_file(path: Path, foreign: list[str]) -> TkdsError:
+    more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+    return TkdsError(
+        f"--db {path} is not a tkds database (it holds {', '.join(foreign[:3])}{more}); "
+        "it was left untouched: pass a new file or a tkds database as --db"
+    )
 
 
 class Store:
@@ -120,28 +294,65 @@ class Store:
         self.db, self.path = connection, path
 
     @classmethod
-    def open(cls, path: str | Path) -> Store:
+    def open(cls, path: str | Path, create: bool = True) -> Store:
+        """Open (or, with `create`, make) the store; a missing file without `create` is a `TkdsError`."""
         path = Path(path)
+        if not create and not path.is_file():
+            raise TkdsError(f"--db {path} does not exist; check the path, or collect or import into it first")
+        created = not path.exists()
+        try:
+            return cls._open(path)
+        except TkdsError as error:
+            if created and DISK_FULL in str(error):  # a half-made file would not open on the re-run
+                for made in (path, path.with_name(path.name + ".wal")):
+                    with suppress(OSError):
+                        made.unlink()
+            raise
+
+    @classmethod
+    def _open(cls, path: Path) -> Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            foreign = _probe(path)
+            if foreign:
+                raise _foreign_file(path, foreign)
             connection = duckdb.connect(str(path))
+            if foreign is None and (foreign := _foreign_objects(connection)):
+                connection.close()  # this process had it open already: looked at on that instance
+                raise _foreign_file(path, foreign)
             connection.execute(SCHEMA)
         except duckdb.IOException as error:
             reason = str(error).splitlines()[0]
             if "could not set lock" in reason.lower():
                 raise TkdsError(f"{path} is in use by another process; stop it or use another --db") from None
+            if FULL_DISK.search(reason):
+                raise _write_failure(path, error) from None
             raise TkdsError(
                 f"cannot open {path} as DuckDB ({reason}); restore it or use another --db"
             ) from None
         except (duckdb.Error, OSError) as error:
             reason = str(error).splitlines()[0]
+            if FULL_DISK.search(reason) or getattr(error, "errno", None) == errno.ENOSPC:
+                raise _write_failure(path, error) from None
             raise TkdsError(
                 f"cannot open {path} as DuckDB ({reason}); restore it or use another --db"
             ) from None
         return cls(connection, path)
 
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Writes under this: a full disk (or another failed write) is a one-line `TkdsError`."""
+        try:
+            yield
+        except (duckdb.Error, OSError) as error:
+            failure = _write_failure(self.path, error)
+            if failure is None:
+                raise
+            raise failure from None
+
     def close(self) -> None:
-        self.db.close()
+        with self.writing():  # closing checkpoints the WAL into the file
+            self.db.close()
 
     def __enter__(self) -> Store:
         return self
@@ -149,79 +360,134 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def upsert(self, parsed: Parsed, source: str, observed_at: datetime | None = None) -> dict[str, int]:
-        """Write one parse result in one transaction; returns how many videos were new and updated."""
+    def upsert(self, parsed: Parsed, source: str, observed_at: datetime | None = None) -> dict[str, Any]:
+        """Write one parse result in one transaction, refusing records whose ids are invalid.
+
+        A video with a bad id is refused with its stats and tags; an author or sound with a bad id is
+        refused and its videos keep NULL there; a comment needs a good id and video id; a bad username
+        is stored as NULL. Returns how many videos were "new" and "updated", and how many records (or
+        usernames) were "refused" (the parser's refusals included), with "refused_reasons" (reason ->
+        count) and up to REFUSAL_EXAMPLES "refused_examples".
+        """
         seen = observed_at or utcnow()
-        ids = [v.id for v in parsed.videos]
+        refused: list[Refusal] = list(parsed.refused)
+        videos = [
+            (
+                v.id, v.author_id if v.author_id is None or _valid(v.author_id, "author", refused) else None,
+                v.music_id if v.music_id is None or _valid(v.music_id, "music", refused) else None,
+                v.description, _timestamp(v.create_time), v.duration_s, v.width, v.height, v.is_ad,
+                v.location, source, seen, seen, raw,
+            )
+            for v in parsed.videos
+            if (raw := _admitted_raw(v, "video", refused)) is not None
+        ]  # fmt: skip
+        kept = {row[0] for row in videos}
+        hashtags = [
+            (v.id, tag, position)
+            for v in parsed.videos
+            if v.id in kept
+            for position, tag in enumerate(v.hashtags)
+        ]
+        refused_videos = {v.id for v in parsed.videos} - kept
+        video_stats = [
+            (st.video_id, seen, st.plays, st.likes, st.comments, st.shares, st.collects)
+            for st in parsed.video_stats
+            if st.video_id not in refused_videos and _valid(st.video_id, "video", refused)
+        ]
+        authors = [
+            (
+                a.id,
+                _username(a.unique_id, refused),
+                a.sec_uid,
+                a.nickname,
+                a.verified,
+                a.private,
+                a.signature,
+                raw,
+            )
+            for a in parsed.authors
+            if (raw := _admitted_raw(a, "author", refused)) is not None
+        ]
+        author_stats = [
+            (s.author_id, seen, s.followers, s.following, s.hearts, s.videos)
+            for s in parsed.author_stats
+            if _valid(s.author_id, "author", refused)
+        ]
+        music = [
+            (m.id, m.title, m.author_name, m.original, m.duration_s, raw)
+            for m in parsed.music
+            if (raw := _admitted_raw(m, "music", refused)) is not None
+        ]
+        comments = [
+            (c.id, c.video_id, _username(c.author, refused), c.text, c.likes, _timestamp(c.create_time))
+            for c in parsed.comments
+            if _valid(c.id, "comment", refused) and _valid(c.video_id, "video", refused)
+        ]
         known = set()
-        if ids:
-            rows = self.db.execute("SELECT id FROM videos WHERE list_contains(?, id)", [ids]).fetchall()
+        if kept:
+            rows = self.db.execute(
+                "SELECT id FROM videos WHERE list_contains(?, id)", [list(kept)]
+            ).fetchall()
             known = {row[0] for row in rows}
         batches = [
-            ("videos", VIDEO_COLUMNS, VIDEO_CONFLICT, [
-                (
-                    v.id, v.author_id, v.music_id, v.description, _timestamp(v.create_time), v.duration_s,
-                    v.width, v.height, v.is_ad, v.location, source, seen, seen, _raw(v.raw),
-                )
-                for v in parsed.videos
-            ]),
-            ("video_hashtags", HASHTAG_COLUMNS, "ON CONFLICT DO NOTHING", [
-                (v.id, tag, position) for v in parsed.videos for position, tag in enumerate(v.hashtags)
-            ]),
-            ("authors", AUTHOR_COLUMNS, AUTHOR_CONFLICT, [
-                (a.id, a.unique_id, a.sec_uid, a.nickname, a.verified, a.private, a.signature, _raw(a.raw))
-                for a in parsed.authors
-            ]),
-            ("music", MUSIC_COLUMNS, MUSIC_CONFLICT, [
-                (m.id, m.title, m.author_name, m.original, m.duration_s, _raw(m.raw)) for m in parsed.music
-            ]),
-            ("video_stats", VIDEO_STATS_COLUMNS, "ON CONFLICT DO NOTHING", [
-                (st.video_id, seen, st.plays, st.likes, st.comments, st.shares, st.collects)
-                for st in parsed.video_stats
-            ]),
-            ("author_stats", AUTHOR_STATS_COLUMNS, "ON CONFLICT DO NOTHING", [
-                (s.author_id, seen, s.followers, s.following, s.hearts, s.videos) for s in parsed.author_stats
-            ]),
-            ("comments", COMMENT_COLUMNS, COMMENT_CONFLICT, [
-                (c.id, c.video_id, c.author, c.text, c.likes, _timestamp(c.create_time))
-                for c in parsed.comments
-            ]),
-        ]  # fmt: skip
-        self.db.execute("BEGIN TRANSACTION")
-        try:
-            for table, types, conflict, rows in batches:
-                if rows:
-                    # One vectorised statement per table: unnest() of column lists, ~50x executemany's speed.
-                    columns = ", ".join(f"unnest(?::{t}[])" for t in types)
-                    self.db.execute(
-                        f"INSERT INTO {table} SELECT * FROM (SELECT {columns}) {conflict}",
-                        [list(column) for column in zip(*rows, strict=True)],
-                    )
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        new = len(set(ids) - known)
-        return {"new": new, "updated": len(set(ids)) - new}
+            ("videos", VIDEO_COLUMNS, VIDEO_CONFLICT, videos),
+            ("video_hashtags", HASHTAG_COLUMNS, "ON CONFLICT DO NOTHING", hashtags),
+            ("authors", AUTHOR_COLUMNS, AUTHOR_CONFLICT, authors),
+            ("music", MUSIC_COLUMNS, MUSIC_CONFLICT, music),
+            ("video_stats", VIDEO_STATS_COLUMNS, "ON CONFLICT DO NOTHING", video_stats),
+            ("author_stats", AUTHOR_STATS_COLUMNS, "ON CONFLICT DO NOTHING", author_stats),
+            ("comments", COMMENT_COLUMNS, COMMENT_CONFLICT, comments),
+        ]
+        with self.writing():
+            self.db.execute("BEGIN TRANSACTION")
+            try:
+                for table, types, conflict, rows in batches:
+                    if rows:
+                        # One vectorised statement per table: unnest() of column lists, ~50x executemany.
+                        columns = ", ".join(f"unnest(?::{t}[])" for t in types)
+                        self.db.execute(
+                            f"INSERT INTO {table} SELECT * FROM (SELECT {columns}) {conflict}",
+                            [list(column) for column in zip(*rows, strict=True)],
+                        )
+                self.db.execute("COMMIT")
+            except BaseException:
+                with suppress(duckdb.Error):  # a failed COMMIT has already ended the transaction
+                    self.db.execute("ROLLBACK")
+                raise
+        new = len(kept - known)
+        refused = list(dict.fromkeys(refused))
+        return {
+            "new": new,
+            "updated": len(kept) - new,
+            "refused": len(refused),
+            "refused_reasons": dict(Counter(r.reason for r in refused)),
+            "refused_examples": [r.detail for r in refused[:REFUSAL_EXAMPLES]],
+        }
 
     def record_run(self, run_id: str, started_at: datetime, args: dict, counts: dict) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO crawl_runs VALUES (?, ?, ?, ?, ?)",
-            [run_id, started_at, utcnow(), json.dumps(args, default=str), json.dumps(counts)],
-        )
+        with self.writing():
+            self.db.execute(
+                "INSERT OR REPLACE INTO crawl_runs VALUES (?, ?, ?, ?, ?)",
+                [run_id, started_at, utcnow(), json.dumps(args, default=str), json.dumps(counts)],
+            )
 
     # --- crawl state: targets, and one ("video", id) row per video still to fetch
-    def add_targets(self, targets: list[tuple[str, str]]) -> None:
-        """Register targets as pending; ones already known keep their state."""
-        if not targets:
-            return
-        kinds, keys = (list(column) for column in zip(*targets, strict=True))
-        self.db.execute(
-            """INSERT INTO crawl_targets
-               SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), NULL, NULL, 'pending', 0, NULL, ?
-               ON CONFLICT DO NOTHING""",
-            [kinds, keys, utcnow()],
-        )
+    def add_targets(self, targets: list[tuple[str, str]]) -> int:
+        """Register targets as pending; ones already known keep their state.
+
+        Video and media targets need a valid video id: returns how many were refused for lacking one.
+        """
+        admitted = [(k, key) for k, key in targets if k not in ("video", "media") or ids.is_valid_id(key)]
+        if admitted:
+            kinds, keys = (list(column) for column in zip(*admitted, strict=True))
+            with self.writing():
+                self.db.execute(
+                    """INSERT INTO crawl_targets
+                       SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), NULL, NULL, 'pending', 0, NULL, ?
+                       ON CONFLICT DO NOTHING""",
+                    [kinds, keys, utcnow()],
+                )
+        return len(targets) - len(admitted)
 
     def target(self, kind: str, key: str) -> dict:
         row = self.db.execute(
@@ -241,64 +507,85 @@ class Store:
         error: str | None = None,
         attempted: bool = False,
     ) -> None:
-        self.db.execute(
-            """UPDATE crawl_targets SET status = ?, cursor = coalesce(?, cursor),
-               has_more = coalesce(?, has_more),
-               last_error = ?, attempts = attempts + ?, updated_at = ? WHERE kind = ? AND key = ?""",
-            [status, cursor, has_more, error, int(attempted), utcnow(), kind, key],
-        )
+        with self.writing():
+            self.db.execute(
+                """UPDATE crawl_targets SET status = ?, cursor = coalesce(?, cursor),
+                   has_more = coalesce(?, has_more),
+                   last_error = ?, attempts = attempts + ?, updated_at = ? WHERE kind = ? AND key = ?""",
+                [status, cursor, has_more, error, int(attempted), utcnow(), kind, key],
+            )
 
     def mark_done(self, kind: str, keys: list[str]) -> None:
-        self.db.execute(
-            """UPDATE crawl_targets SET status = 'done', attempts = attempts + 1, last_error = NULL,
-               updated_at = ?
-               WHERE kind = ? AND list_contains(?, key)""",
-            [utcnow(), kind, keys],
-        )
+        with self.writing():
+            self.db.execute(
+                """UPDATE crawl_targets SET status = 'done', attempts = attempts + 1, last_error = NULL,
+                   updated_at = ?
+                   WHERE kind = ? AND list_contains(?, key)""",
+                [utcnow(), kind, keys],
+            )
 
     def discovered(self, source: str) -> int:
         return self.db.execute("SELECT count(*) FROM videos WHERE source = ?", [source]).fetchone()[0]
 
+    # The next three hand ids to callers that build paths and URLs: rows whose id is not a digit string
+    # (a crafted or foreign file) are never returned, and a bad uniqueId reads as '_'.
     def pending_videos(self) -> list[tuple[str, str]]:
         """(video id, uniqueId) of every video whose page is still to fetch."""
         return self.db.execute(
-            """SELECT t.key, coalesce(a.unique_id, '_') FROM crawl_targets t
+            f"""SELECT t.key, {USERNAME_SQL} FROM crawl_targets t
                LEFT JOIN videos v ON v.id = t.key LEFT JOIN authors a ON a.id = v.author_id
-               WHERE t.kind = 'video' AND t.status = 'pending' ORDER BY t.key"""
+               WHERE t.kind = 'video' AND t.status = 'pending' AND {valid_id_sql("t.key")}
+               ORDER BY t.key"""
         ).fetchall()
 
     def known_videos(self) -> list[tuple[str, str]]:
         return self.db.execute(
-            """SELECT v.id, coalesce(a.unique_id, '_') FROM videos v LEFT JOIN authors a ON a.id = v.author_id
-               WHERE v.id NOT IN (SELECT video_id FROM takedown) ORDER BY v.id"""
+            f"""SELECT v.id, {USERNAME_SQL} FROM videos v LEFT JOIN authors a ON a.id = v.author_id
+               WHERE v.id NOT IN (SELECT video_id FROM takedown) AND {valid_id_sql("v.id")}
+               ORDER BY v.id"""
         ).fetchall()
 
     def videos_needing_media(self, max_attempts: int) -> list[tuple[str, str]]:
         """Fetched videos without a good file, short of `max_attempts` failed tries and not gone for good."""
         return self.db.execute(
-            """SELECT t.key, coalesce(a.unique_id, '_') FROM crawl_targets t
+            f"""SELECT t.key, {USERNAME_SQL} FROM crawl_targets t
                JOIN videos v ON v.id = t.key LEFT JOIN authors a ON a.id = v.author_id
                LEFT JOIN media m ON m.video_id = t.key
                LEFT JOIN crawl_targets mt ON mt.kind = 'media' AND mt.key = t.key
                WHERE t.kind = 'video' AND t.status = 'done' AND coalesce(m.status, '') <> 'ok'
                  AND coalesce(mt.attempts, 0) < ? AND NOT list_contains(?, coalesce(m.error, ''))
-                 AND t.key NOT IN (SELECT video_id FROM takedown)
+                 AND t.key NOT IN (SELECT video_id FROM takedown) AND {valid_id_sql("t.key")}
                ORDER BY t.key""",
             [max_attempts, list(PERMANENT_MEDIA_ERRORS)],
         ).fetchall()
 
+    def invalid_video_ids(self) -> int:
+        """How many video rows and video or media targets have an id that the helpers above skip."""
+        return self.db.execute(
+            f"""SELECT (SELECT count(*) FROM videos WHERE NOT {valid_id_sql("id")})
+                     + (SELECT count(*) FROM crawl_targets
+                        WHERE kind IN ('video', 'media') AND NOT {valid_id_sql("key")})"""
+        ).fetchone()[0]
+
     def record_media(self, result) -> None:
-        """Store a `tkds.collector.media.MediaResult`, counting failed attempts in crawl_targets."""
-        self.db.execute(
-            """INSERT OR REPLACE INTO media (video_id, path, sha256, bytes, width, height, fps, duration_s,
-                   has_audio, vcodec, acodec, status, error, fetched_at, video_stream, audio_stream)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [
-                result.video_id, result.path, result.sha256, result.bytes, result.width, result.height,
-                result.fps, result.duration_s, result.has_audio, result.vcodec, result.acodec,
-                result.status, result.error, utcnow(), result.video_stream, result.audio_stream,
-            ],
-        )  # fmt: skip
+        """Store a `tkds.collector.media.MediaResult`, counting failed attempts in crawl_targets.
+
+        A result for an invalid video id (no helper here hands one out) is not stored.
+        """
+        if not ids.is_valid_id(result.video_id):
+            return
+        with self.writing():
+            self.db.execute(
+                """INSERT OR REPLACE INTO media (video_id, path, sha256, bytes, width, height, fps,
+                       duration_s, has_audio, vcodec, acodec, status, error, fetched_at, video_stream,
+                       audio_stream)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                [
+                    result.video_id, result.path, result.sha256, result.bytes, result.width, result.height,
+                    result.fps, result.duration_s, result.has_audio, result.vcodec, result.acodec,
+                    result.status, result.error, utcnow(), result.video_stream, result.audio_stream,
+                ],
+            )  # fmt: skip
         self.add_targets([("media", result.video_id)])
         self.update_target("media", result.video_id, status=result.status, error=result.error, attempted=True)
 
@@ -315,3 +602,22 @@ class Store:
 
     def count(self, table: str) -> int:
         return self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+    # --- the collector's retries over runs
+    def failed_targets(self, kinds: list[str]) -> list[tuple[str, str, int, str | None]]:
+        """(kind, key, attempts, last_error) of every failed target of these kinds."""
+        return self.db.execute(
+            """SELECT kind, key, attempts, last_error FROM crawl_targets
+               WHERE status = 'failed' AND list_contains(?, kind) ORDER BY kind, key""",
+            [kinds],
+        ).fetchall()
+
+    def retry_targets(self, kind: str, keys: list[str]) -> None:
+        """Make these failed targets pending again; their attempts and last error stay."""
+        if keys:
+            with self.writing():
+                self.db.execute(
+                    """UPDATE crawl_targets SET status = 'pending', updated_at = ?
+                       WHERE kind = ? AND status = 'failed' AND list_contains(?, key)""",
+                    [utcnow(), kind, keys],
+                )
