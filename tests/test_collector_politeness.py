@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tkds.collector.collect import read_cookies, read_proxies, write_cookie_file
+from tkds.collector.collect import read_cookies, read_proxies
+from tkds.collector.media import write_cookie_file
 from tkds.collector.politeness import CircuitBreaker, RateLimiter, backoff_s
 from tkds.errors import TkdsError
 

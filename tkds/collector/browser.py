@@ -4,11 +4,15 @@ the signed API from inside the page with the page's own signer, as TikTok-Api do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from playwright.async_api import Browser, BrowserContext, Page, Response, Route, async_playwright
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from tkds.collector.parse import CaptureError, parse_page
 from tkds.collector.politeness import RateLimiter
@@ -27,11 +31,37 @@ async ([path, params]) => {
   if (token) query.set("msToken", decodeURIComponent(token));
   let url = location.origin + path + "?" + query.toString();
   url += "&X-Bogus=" + encodeURIComponent(window.byted_acrawler.frontierSign(url)["X-Bogus"]);
-  const response = await fetch(url, {credentials: "include"});
-  const retryAfter = response.headers.get("retry-after");
-  return {status: response.status, text: await response.text(), retryAfter: retryAfter};
+  try {
+    const response = await fetch(url, {credentials: "include"});
+    const retryAfter = response.headers.get("retry-after");
+    return {status: response.status, text: await response.text(), retryAfter: retryAfter};
+  } catch (error) {  // a reset or cut-off connection: status 0, as XHRs report it
+    return {status: 0, text: "", retryAfter: null};
+  }
 }
 """
+
+
+CHALLENGE_TITLE = "Please wait..."
+NET_ERROR = re.compile(r"net::(ERR_[A-Z_]+)")
+
+
+class BrowserError(Exception):
+    """A navigation or in-page call that failed; `reason` is the collector's failure reason."""
+
+    def __init__(self, reason: str, retry_after: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.retry_after = reason, retry_after
+
+
+def failure_reason(error: PlaywrightError) -> str:
+    """A short, stable reason for a Playwright error: its net:: code, a timeout, or a closed browser."""
+    if isinstance(error, PlaywrightTimeout):
+        return "timeout"
+    found = NET_ERROR.search(str(error))
+    if found:
+        return f"connection: {found.group(1)}"
+    return "browser: " + (str(error).splitlines() or ["error"])[0][:60]
 
 
 class Listing:
@@ -59,7 +89,11 @@ class Listing:
 
 
 class BrowserSession:
-    """One Chromium, one context (cookies shared by every page it opens), one page."""
+    """One Chromium, one context (cookies shared by every page it opens), one page.
+
+    The page does one thing at a time (a navigation, or a call from inside it): concurrent detail
+    tasks that meet a challenge would otherwise abort each other's navigations.
+    """
 
     def __init__(
         self, proxy: str | None, trust_proxy_ca: bool, limiter: RateLimiter, cookies: list[dict] | None = None
@@ -69,83 +103,158 @@ class BrowserSession:
         self.browser: Browser | None = None
         self.context: BrowserContext | None = None
         self.page: Page | None = None
+        self._playwright = None
+        self._busy = asyncio.Lock()
+        self._cookies: list[dict] = list(self.initial_cookies)
 
     async def __aenter__(self) -> BrowserSession:
         if not Path(CHROMIUM).exists():
             raise TkdsError(f"Chromium not found at {CHROMIUM}; run scripts/setup.sh or set TKDS_CHROMIUM")
-        self._playwright = await async_playwright().start()
-        self.browser = await self._playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,
-            proxy={"server": self.proxy} if self.proxy else None,
-        )
-        # Chromium cannot read a PEM file; with --ca-cert (a TLS-terminating proxy such as the twin)
-        # the proxy's certificates are accepted instead.
-        self.context = await self.browser.new_context(ignore_https_errors=self.trust_proxy_ca)
-        if self.initial_cookies:
-            await self.context.add_cookies(self.initial_cookies)
-        # Everything the pages load from TikTok, their own XHRs included, waits for the host's rate.
-        await self.context.route("**/*", self._throttle)
-        self.page = await self.context.new_page()
+        try:
+            self._playwright = await async_playwright().start()
+            self.browser = await self._playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                args=CHROMIUM_ARGS,
+                proxy={"server": self.proxy} if self.proxy else None,
+            )
+            # Chromium cannot read a PEM file; with --ca-cert (a TLS-terminating proxy such as the twin)
+            # the proxy's certificates are accepted instead.
+            self.context = await self.browser.new_context(ignore_https_errors=self.trust_proxy_ca)
+            if self.initial_cookies:
+                await self.context.add_cookies(self.initial_cookies)
+            # Everything the pages load from TikTok, their own XHRs included, waits for the host's rate.
+            await self.context.route("**/*", self._throttle)
+            self.page = await self.context.new_page()
+        except PlaywrightError as error:
+            await self.__aexit__()
+            first = (str(error).splitlines() or ["error"])[0][:120]
+            raise TkdsError(
+                f"cannot start Chromium at {CHROMIUM} ({first}); check --proxy and TKDS_CHROMIUM"
+            ) from None
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.browser:
-            await self.browser.close()
-        await self._playwright.stop()
+        with contextlib.suppress(PlaywrightError):  # a crashed browser has nothing left to close
+            if self.browser:
+                await self.browser.close()
+        with contextlib.suppress(PlaywrightError):
+            if self._playwright:
+                await self._playwright.stop()
 
     async def _throttle(self, route: Route) -> None:
         host = urlsplit(route.request.url).hostname or ""
         if is_tiktok_host(host):
             await self.limiter.wait(host)
-        await route.continue_()
+        with contextlib.suppress(PlaywrightError):  # the page navigated away meanwhile
+            await route.continue_()
 
     async def open(self, url: str, api_path: str, wait_s: float = 15.0) -> Listing:
-        """Load a target page and wait for its first item-list response."""
+        """Load a target page and wait for its first item-list response.
+
+        A page answered with 429, 5xx or an empty body, or one that cannot be reached, raises
+        `BrowserError` with the reason, so that the caller can back off and try again.
+        """
         listing = Listing(api_path)
-        self.page.on("response", listing.on_response)
-        try:
-            await self.goto(url)
+        async with self._busy:
+            self.page.on("response", listing.on_response)
             try:
-                listing.page_status = parse_page(await self.page.content()).status
-            except CaptureError:
-                listing.page_status = 0  # no embedded JSON to judge by: wait for the API instead
-            if listing.page_status:
-                return listing
-            deadline = asyncio.get_running_loop().time() + wait_s
-            while not any(status == 200 and body for status, body in listing.responses):
-                listing.arrived.clear()
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0:
-                    break
+                document = await self._goto(url)
+                await _check_document(document)
                 try:
-                    await asyncio.wait_for(listing.arrived.wait(), remaining)
-                except TimeoutError:
-                    break
-        finally:
-            self.page.remove_listener("response", listing.on_response)
+                    listing.page_status = parse_page(await self.page.content()).status
+                except CaptureError:
+                    listing.page_status = 0  # no embedded JSON to judge by: wait for the API instead
+                if listing.page_status:
+                    return listing
+                deadline = asyncio.get_running_loop().time() + wait_s
+                while not any(status == 200 and body for status, body in listing.responses):
+                    listing.arrived.clear()
+                    remaining = deadline - asyncio.get_running_loop().time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        await asyncio.wait_for(listing.arrived.wait(), remaining)
+                    except TimeoutError:
+                        break
+            except PlaywrightError as error:
+                raise BrowserError(failure_reason(error)) from None
+            finally:
+                self.page.remove_listener("response", listing.on_response)
         return listing
 
-    async def goto(self, url: str, challenge_wait_s: float = 30.0) -> None:
-        """Navigate; a 'Please wait...' challenge is left to the page's own script, which reloads."""
-        await self.page.goto(url, wait_until="domcontentloaded")
-        deadline = asyncio.get_running_loop().time() + challenge_wait_s
-        while await self.page.title() == "Please wait...":
-            if asyncio.get_running_loop().time() > deadline:
-                raise TkdsError(
-                    f"{url} shows a challenge the browser did not solve in {challenge_wait_s:.0f} s; "
-                    "open it in a desktop browser, export its cookies (Netscape format) and pass --cookies"
-                )
-            await self.page.wait_for_timeout(250)
-        await self.page.wait_for_load_state("networkidle")
+    async def goto(self, url: str) -> None:
+        """Visit `url` for its cookies (a solved challenge's among them), whatever the page answers."""
+        async with self._busy:
+            try:
+                await self._goto(url)
+            except PlaywrightError as error:
+                raise BrowserError(failure_reason(error)) from None
+
+    async def _goto(self, url: str, challenge_wait_s: float = 30.0) -> Response | None:
+        """Navigate; a 'Please wait...' challenge is left to the page's own script, which reloads.
+
+        Returns the last document response of the main frame (the reload's, after a challenge).
+        """
+        documents: list[Response] = []
+
+        def on_response(response: Response) -> None:
+            if response.request.is_navigation_request() and response.frame == self.page.main_frame:
+                documents.append(response)
+
+        self.page.on("response", on_response)
+        try:
+            await self.page.goto(url, wait_until="domcontentloaded")
+            deadline = asyncio.get_running_loop().time() + challenge_wait_s
+            while await self._title() == CHALLENGE_TITLE:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise BrowserError(
+                        f"challenge not solved in {challenge_wait_s:.0f} s (export a browser's --cookies)"
+                    )
+                await self.page.wait_for_timeout(250)
+            with contextlib.suppress(PlaywrightTimeout):  # a page that keeps polling still has its content
+                await self.page.wait_for_load_state("networkidle", timeout=10_000)
+        finally:
+            self.page.remove_listener("response", on_response)
+        return documents[-1] if documents else None
+
+    async def _title(self) -> str:
+        """The page's title; during the challenge's reload there is none yet, which counts as waiting."""
+        try:
+            return await self.page.title()
+        except PlaywrightError:
+            with contextlib.suppress(PlaywrightError):
+                await self.page.wait_for_load_state("domcontentloaded")
+            return CHALLENGE_TITLE
 
     async def scroll(self) -> None:
         await self.page.mouse.wheel(0, 20_000)
 
     async def signed_fetch(self, path: str, params: dict[str, str]) -> tuple[int, str, str | None]:
-        """Call an API from inside the page, signed by the page's own `frontierSign`."""
-        result = await self.page.evaluate(SIGNED_FETCH, [path, params])
+        """Call an API from inside the page, signed by the page's own `frontierSign`.
+
+        A call that the page cannot make (a reset connection, a page mid-navigation) raises `BrowserError`.
+        """
+        async with self._busy:
+            try:
+                result = await self.page.evaluate(SIGNED_FETCH, [path, params])
+            except PlaywrightError as error:
+                raise BrowserError(failure_reason(error)) from None
         return result["status"], result["text"], result["retryAfter"]
 
     async def cookies(self) -> list[dict]:
-        return await self.context.cookies()
+        """The context's cookies; the last ones read if the browser no longer answers."""
+        with contextlib.suppress(PlaywrightError):
+            self._cookies = await self.context.cookies()
+        return self._cookies
+
+
+async def _check_document(document: Response | None) -> None:
+    """Raise `BrowserError` for a page that TikTok answered with a fault rather than content."""
+    if document is None:
+        raise BrowserError("no response")
+    if document.status == 429 or document.status >= 500:
+        raise BrowserError(f"http {document.status}", document.headers.get("retry-after"))
+    if document.status == 200:
+        with contextlib.suppress(PlaywrightError):
+            if not (await document.body()).strip():
+                raise BrowserError("empty")

@@ -2,6 +2,13 @@
 
 Every stage reads its work from `crawl_targets` and writes its results before it marks them done, so
 Ctrl-C or kill -9 at any moment, then the same command, ends with the same videos and media.
+
+Every network call is retried within the run (outcome.MAX_ATTEMPTS, with backoff); what still fails
+is recorded with its reason and attempt count in `crawl_targets`, and later runs try it again, up to
+outcome.MAX_TARGET_RUNS runs for listing and video targets and downloads.MEDIA_GIVE_UP_AFTER tries for
+media, unless the reason is one a retry cannot fix. The summary counts what is still owed, by reason.
+
+The stages live in their own modules (discover, detail, downloads); `Collector` orders them.
 """
 
 from __future__ import annotations
@@ -9,84 +16,41 @@ from __future__ import annotations
 import asyncio
 import http.cookiejar
 import itertools
-import json
-import ssl
-import tempfile
+import math
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-
-import httpx
+from urllib.parse import urlsplit
 
 from tkds.collector.browser import BrowserSession
-from tkds.collector.media import download, sweep_partials
-from tkds.collector.parse import CaptureError, parse_api, parse_page
-from tkds.collector.politeness import CircuitBreaker, RateLimiter, backoff_s
+from tkds.collector.detail import UPSERT_BATCH, Details
+from tkds.collector.discover import Discovery
+from tkds.collector.downloads import MEDIA_GIVE_UP_AFTER, Downloads
+from tkds.collector.media import sweep_partials
+from tkds.collector.outcome import MAX_TARGET_RUNS, CollectSummary, owed_text, retryable
+from tkds.collector.politeness import CircuitBreaker, RateLimiter
 from tkds.collector.records import Parsed
-from tkds.collector.sources import SOURCES, parse_video_url
+from tkds.collector.sources import SOURCES, check_target, parse_video_url
 from tkds.collector.store import Store, utcnow
 from tkds.console import console, progress_bar
 from tkds.errors import TkdsError
-from tkds.tiktok import (
-    STATUS_OK,
-    STATUS_PRIVATE_ACCOUNT,
-    STATUS_PRIVATE_ITEM,
-    STATUS_UNAVAILABLE,
-    STATUS_USER_NOT_FOUND,
-    WEB_HOST,
-    video_page_url,
-)
+from tkds.files import exclusive_folder
+from tkds.ids import preview
 
-MAX_ATTEMPTS = 5
-UPSERT_BATCH = 64  # video pages per transaction: one page per upsert costs ~30 ms of DuckDB, 64 ~1 ms each
-MEDIA_ATTEMPTS = 3  # per run, with backoff
-MEDIA_GIVE_UP_AFTER = 9  # failed tries over all runs, after which a video's media is left alone
-STATUS_REASONS = {
-    STATUS_UNAVAILABLE: "unavailable",
-    STATUS_PRIVATE_ITEM: "private",
-    STATUS_PRIVATE_ACCOUNT: "private_account",
-    STATUS_USER_NOT_FOUND: "user_not_found",
-}
-FINAL_STATUSES = {STATUS_PRIVATE_ITEM, STATUS_PRIVATE_ACCOUNT, STATUS_USER_NOT_FOUND}
+# What other modules import from here.
+__all__ = [
+    "MAX_TARGET_RUNS",
+    "UPSERT_BATCH",
+    "CollectSummary",
+    "collect",
+    "owed_text",
+    "read_cookies",
+    "read_proxies",
+]
 
-
-@dataclass
-class CollectSummary:
-    targets_done: int = 0
-    targets_failed: dict[str, str] = field(default_factory=dict)
-    videos_new: int = 0
-    videos_updated: int = 0
-    details_ok: int = 0
-    detail_failures: Counter = field(default_factory=Counter)
-    media_ok: int = 0
-    media_bytes: int = 0
-    media_failures: Counter = field(default_factory=Counter)
-    comments: int = 0
-    wall_s: float = 0.0
-    stage_s: dict[str, float] = field(default_factory=dict)  # discover, detail, comments, media
-
-    def add(self, counts: dict[str, int]) -> None:
-        self.videos_new += counts["new"]
-        self.videos_updated += counts["updated"]
-
-    def as_dict(self) -> dict:
-        return {
-            "targets_done": self.targets_done,
-            "targets_failed": self.targets_failed,
-            "videos_new": self.videos_new,
-            "videos_updated": self.videos_updated,
-            "details_ok": self.details_ok,
-            "detail_failures": dict(self.detail_failures),
-            "media_ok": self.media_ok,
-            "media_bytes": self.media_bytes,
-            "media_failures": dict(self.media_failures),
-            "comments": self.comments,
-            "wall_s": round(self.wall_s, 3),
-            "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
-        }
+MAX_CONCURRENCY = 256
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 
 
 def read_proxies(values: list[str]) -> list[str]:
@@ -95,9 +59,17 @@ def read_proxies(values: list[str]) -> list[str]:
     for value in values:
         path = Path(value)
         if "://" not in value and path.is_file():
-            proxies += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            try:
+                lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError as error:
+                raise TkdsError(f"cannot read --proxy {path} ({error.strerror}); check the file") from None
+            proxies += [line.strip() for line in lines if line.strip()]
         else:
             proxies.append(value)
+    for proxy in proxies:
+        url = urlsplit(proxy)
+        if url.scheme not in PROXY_SCHEMES or not url.hostname:
+            raise TkdsError(f"--proxy {preview(proxy)} is not a proxy URL like http://host:port")
     return proxies
 
 
@@ -106,8 +78,9 @@ def read_cookies(path: Path) -> list[dict]:
     jar = http.cookiejar.MozillaCookieJar()
     try:
         jar.load(str(path), ignore_discard=True, ignore_expires=True)
-    except (OSError, http.cookiejar.LoadError) as error:
-        raise TkdsError(f"cannot read --cookies {path} ({error}); export them in Netscape format") from None
+    except (OSError, http.cookiejar.LoadError, UnicodeDecodeError) as error:
+        reason = preview(str(error), 80)
+        raise TkdsError(f"cannot read --cookies {path} ({reason}); export them in Netscape format") from None
     return [
         {
             "name": c.name,
@@ -120,19 +93,9 @@ def read_cookies(path: Path) -> list[dict]:
     ]
 
 
-def write_cookie_file(cookies: list[dict], path: Path) -> None:
-    lines = ["# Netscape HTTP Cookie File"]
-    for c in cookies:
-        domain = c["domain"]
-        prefix = "#HttpOnly_" if c.get("httpOnly") else ""
-        expires = int(c.get("expires") or 0) if (c.get("expires") or 0) > 0 else 0
-        flag = "TRUE" if domain.startswith(".") else "FALSE"
-        secure = "TRUE" if c.get("secure") else "FALSE"
-        lines.append(f"{prefix}{domain}\t{flag}\t{c['path']}\t{secure}\t{expires}\t{c['name']}\t{c['value']}")
-    path.write_text("\n".join(lines) + "\n")
+class Collector(Discovery, Details, Downloads):
+    """One run: discovery, then detail, comments and media, each stage in its own module."""
 
-
-class Collector:
     def __init__(
         self,
         store: Store,
@@ -156,151 +119,9 @@ class Collector:
         self._proxy_cycle = itertools.cycle(self.proxies)
         self.pending: list[tuple[str, Parsed]] = []  # fetched video pages not yet in the store
 
-    def flush(self) -> None:
-        """Upsert the buffered video pages in one transaction, then mark them done."""
-        if not self.pending:
-            return
-        merged = Parsed()
-        for _, parsed in self.pending:
-            merged.extend(parsed)
-        self.summary.add(self.store.upsert(merged.deduplicated(), source="video-page"))
-        self.store.mark_done("video", [video_id for video_id, _ in self.pending])
-        self.pending.clear()
-
-    def next_proxy(self) -> str | None:
-        return next(self._proxy_cycle)
-
-    # --- discovery
-    async def discover(self, browser: BrowserSession, kind: str, key: str) -> None:
-        source = SOURCES[kind]
-        label = f"{kind}:{key}"
-        state = self.store.target(kind, key)
-        if state["status"] == "done":
-            return
-        self.store.update_target(kind, key, status="running", attempted=True)
-        listing = await browser.open(source.page_url(key), source.api_path)
-        if listing.page_status or listing.params is None:
-            reason = STATUS_REASONS.get(listing.page_status, "no item list (the page made no API call)")
-            self.fail_target(kind, key, reason)
-            return
-        cursor, has_more = state["cursor"], state["has_more"]
-        resumed = cursor is not None
-        captured = [] if resumed else [body for status, body in listing.responses if status == 200 and body]
-        if not resumed:
-            cursor, has_more = "0", True
-        while has_more and self.store.discovered(label) < self.limit:
-            if captured:
-                body = captured.pop(0)
-            else:
-                body = await self.fetch_listing(
-                    browser, source.api_path, {**listing.params, "cursor": cursor}
-                )
-                if body is None:
-                    self.fail_target(kind, key, "item list kept failing")
-                    return
-            parsed = parse_api(json.loads(body))
-            if parsed.status != STATUS_OK:
-                self.fail_target(kind, key, STATUS_REASONS.get(parsed.status, f"status {parsed.status}"))
-                return
-            room = self.limit - self.store.discovered(label)
-            keep = {v.id for v in parsed.videos[:room]}
-            self.summary.add(self.store.upsert(_only(parsed, keep), source=label))
-            self.store.add_targets([("video", video_id) for video_id in sorted(keep)])
-            cursor, has_more = parsed.cursor or cursor, bool(parsed.has_more)
-            self.store.update_target(kind, key, status="running", cursor=cursor, has_more=has_more)
-            if not parsed.videos:
-                break
-        if self.store.discovered(label) == 0:
-            self.fail_target(kind, key, "no videos: an unknown or empty target")
-            return
-        self.store.update_target(kind, key, status="done")
-        self.summary.targets_done += 1
-
-    def fail_target(self, kind: str, key: str, reason: str) -> None:
-        self.store.update_target(kind, key, status="failed", error=reason)
-        self.summary.targets_failed[f"{kind}:{key}"] = reason
-
-    async def fetch_listing(self, browser: BrowserSession, path: str, params: dict) -> str | None:
-        """One signed item-list call from inside the page, retried through TikTok's soft failures."""
-        for attempt in range(MAX_ATTEMPTS):
-            status, body, retry_after = await browser.signed_fetch(path, {**params, "count": "30"})
-            if status == 200 and body:
-                self.breaker.success()
-                return body
-            if status == 200:
-                await self.breaker.failure("empty bodies")
-            await asyncio.sleep(backoff_s(attempt, retry_after))
-        return None
-
-    # --- detail
-    async def detail(
-        self, client: httpx.AsyncClient, browser: BrowserSession, video_id: str, user: str
-    ) -> None:
-        url = video_page_url(user, video_id)
-        reason = "unknown"
-        for attempt in range(MAX_ATTEMPTS):
-            await self.limiter.wait(WEB_HOST)
-            try:
-                response = await client.get(url)
-            except httpx.TransportError as error:
-                reason = f"connection: {type(error).__name__}"
-                await asyncio.sleep(backoff_s(attempt))
-                continue
-            if response.status_code == 429 or response.status_code >= 500:
-                reason = f"http {response.status_code}"
-                await asyncio.sleep(backoff_s(attempt, response.headers.get("retry-after")))
-                continue
-            if response.url.path == "/login":
-                reason = "login_required"
-                break
-            try:
-                parsed = parse_page(response.text)
-            except CaptureError as error:
-                reason = error.kind
-                if error.kind == "challenge":
-                    await browser.goto(url)  # the page's script solves it; its cookie then serves httpx too
-                    _share_cookies(await browser.cookies(), client)
-                elif error.kind == "empty":
-                    await self.breaker.failure("empty bodies")
-                    await asyncio.sleep(backoff_s(attempt))
-                continue
-            if parsed.status != STATUS_OK:
-                reason = STATUS_REASONS.get(parsed.status, f"status {parsed.status}")
-                if parsed.status in FINAL_STATUSES:
-                    break
-                await self.breaker.failure("blocked")
-                await asyncio.sleep(backoff_s(attempt))
-                continue
-            self.breaker.success()
-            self.pending.append((video_id, parsed))
-            if len(self.pending) >= UPSERT_BATCH:
-                self.flush()
-            self.summary.details_ok += 1
-            return
-        self.store.update_target("video", video_id, status="failed", error=reason, attempted=True)
-        self.summary.detail_failures[reason] += 1
-
-    # --- comments
-    async def fetch_comments(self, browser: BrowserSession, video_id: str) -> None:
-        cursor, fetched = "0", 0
-        while fetched < self.comments:
-            body = await self.fetch_listing(
-                browser, "/api/comment/list/", {"aweme_id": video_id, "cursor": cursor}
-            )
-            if body is None:
-                return
-            parsed = parse_api(json.loads(body))
-            parsed.comments = parsed.comments[: self.comments - fetched]
-            self.store.upsert(parsed, source=f"comments:{video_id}")
-            fetched += len(parsed.comments)
-            self.summary.comments += len(parsed.comments)
-            if not parsed.has_more or not parsed.comments:
-                return
-            cursor = parsed.cursor or str(fetched)
-
-    # --- the run
     async def run(self, targets: list[tuple[str, str]], urls: list[str], refresh_stats: bool) -> None:
         self.store.add_targets(targets + [("video", parse_video_url(url)[1]) for url in urls])
+        given_up = self.retry_failed()
         async with BrowserSession(
             self.proxies[0], self.ca_cert is not None, self.limiter, self.cookies
         ) as browser:
@@ -309,15 +130,17 @@ class Collector:
                 progress_bar("collect: discover", len(targets), self.progress) as bar,
             ):
                 for kind, key in targets:
-                    await self.discover(browser, kind, key)
+                    await self.discover(browser, kind, key, given_up)
                     bar.advance(0)
 
             url_users = dict(reversed(parse_video_url(u)) for u in urls)
             work = [
-                (video_id, url_users.get(video_id, user)) for video_id, user in self.store.pending_videos()
+                (video_id, url_users.get(video_id, user), False)
+                for video_id, user in self.store.pending_videos()
             ]
             if refresh_stats:
-                work += [(v, u) for v, u in self.store.known_videos() if v not in {w[0] for w in work}]
+                fetching = {w[0] for w in work}
+                work += [(v, u, True) for v, u in self.store.known_videos() if v not in fetching]
             with self.stage("detail"), progress_bar("collect: detail", len(work), self.progress) as bar:
                 await self.fetch_details(browser, work, bar)
 
@@ -329,6 +152,33 @@ class Collector:
             if self.media_dir is not None:
                 with self.stage("media"):
                     await self.download_all(await browser.cookies())
+        self.count_owed(targets)
+
+    def retry_failed(self) -> dict[tuple[str, str], str]:
+        """Make failed video targets that another run may fix pending again; returns the listing targets
+        that are left alone, with their last reason."""
+        failed = self.store.failed_targets(["video", *SOURCES])
+        videos = [
+            key for kind, key, attempts, error in failed if kind == "video" and retryable(attempts, error)
+        ]
+        self.store.retry_targets("video", videos)
+        return {
+            (kind, key): error or "failed"
+            for kind, key, attempts, error in failed
+            if kind != "video" and not retryable(attempts, error)
+        }
+
+    def count_owed(self, targets: list[tuple[str, str]]) -> None:
+        named = set(targets)
+        for kind, key, attempts, error in self.store.failed_targets(["video", *SOURCES]):
+            if kind == "video" and retryable(attempts, error):
+                self.summary.videos_owed[error or "failed"] += 1
+            elif (kind, key) in named and retryable(attempts, error):
+                self.summary.targets_owed[error or "failed"] += 1
+        if self.media_dir is not None:
+            reasons = {key: error for _, key, _, error in self.store.failed_targets(["media"])}
+            for video_id, _ in self.store.videos_needing_media(MEDIA_GIVE_UP_AFTER):
+                self.summary.media_owed[(reasons.get(video_id) or "not tried").split(":")[0]] += 1
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -338,97 +188,23 @@ class Collector:
         finally:
             self.summary.stage_s[name] = self.summary.stage_s.get(name, 0.0) + time.perf_counter() - started
 
-    async def fetch_details(self, browser: BrowserSession, work: list[tuple[str, str]], bar) -> None:
-        verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=self.ca_cert) if self.ca_cert else True
+
+def check_options(*, limit: int, rate: float, concurrency: int, comments: int) -> None:
+    """Refuse option values the run cannot work with, naming the option and the range."""
+
+    def whole(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not whole(limit) or limit < 1:
+        raise TkdsError(f"--limit must be a whole number of at least 1 (got {limit!r})")
+    if not isinstance(rate, int | float) or not math.isfinite(rate) or rate <= 0:
+        raise TkdsError(f"--rate must be a positive number of requests a second, e.g. 5 (got {rate!r})")
+    if not whole(concurrency) or not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise TkdsError(
+            f"--concurrency must be a whole number from 1 to {MAX_CONCURRENCY} (got {concurrency!r})"
         )
-        clients = [httpx.AsyncClient(http2=True, proxy=p, verify=verify, timeout=30) for p in self.proxies]
-        cookies = await browser.cookies()
-        for client in clients:
-            _share_cookies(cookies, client)
-        pool = itertools.cycle(clients)
-        gate = asyncio.Semaphore(self.concurrency)
-
-        async def one(video_id: str, user: str) -> None:
-            async with gate:
-                await self.detail(next(pool), browser, video_id, user)
-            bar.advance(0)
-
-        try:
-            await asyncio.gather(*(one(v, u) for v, u in work))
-        finally:
-            self.flush()
-            for client in clients:
-                await client.aclose()
-
-    async def download_all(self, cookies: list[dict]) -> None:
-        sweep_partials(self.media_dir)
-        try:
-            await self._download(self.store.videos_needing_media(MEDIA_GIVE_UP_AFTER), cookies)
-        finally:
-            sweep_partials(self.media_dir)  # what failed or interrupted downloads left behind
-
-    async def _download(self, todo: list[tuple[str, str]], cookies: list[dict]) -> None:
-        with tempfile.TemporaryDirectory(prefix="tkds-cookies-") as folder:
-            cookie_file = Path(folder) / "cookies.txt"
-            write_cookie_file(cookies, cookie_file)
-            gate = asyncio.Semaphore(self.concurrency)
-            full: list[str] = []  # the video whose write found the disk full: no more downloads start
-
-            async def one(video_id: str, user: str, bar) -> None:
-                async with gate:
-                    for attempt in range(MEDIA_ATTEMPTS):
-                        if full:
-                            return
-                        if attempt:
-                            await asyncio.sleep(backoff_s(attempt))
-                        result = await asyncio.to_thread(
-                            download,
-                            video_id,
-                            user,
-                            self.media_dir,
-                            proxy=self.next_proxy(),
-                            trust_proxy_ca=self.ca_cert is not None,
-                            cookie_file=cookie_file,
-                            limiter=self.limiter,
-                        )
-                        self.store.record_media(result)
-                        if result.error == "disk_full":
-                            full.append(video_id)
-                            return
-                        if result.status == "ok":
-                            self.summary.media_ok += 1
-                            self.summary.media_bytes += result.bytes or 0
-                            break
-                    else:
-                        self.summary.media_failures[(result.error or "error").split(":")[0]] += 1
-                bar.advance(0)
-
-            with progress_bar("collect: media", len(todo), enabled=self.progress) as bar:
-                await asyncio.gather(*(one(v, u, bar) for v, u in todo))
-            if full:
-                raise TkdsError(
-                    f"the disk under {self.media_dir} is full (video {full[0]}); "
-                    "free some space, then re-run the same command to resume"
-                )
-
-
-def _only(parsed: Parsed, keep: set[str]) -> Parsed:
-    """The part of a listing page within the target's --limit."""
-    videos = [v for v in parsed.videos if v.id in keep]
-    authors = {v.author_id for v in videos}
-    return Parsed(
-        videos=videos,
-        video_stats=[s for s in parsed.video_stats if s.video_id in keep],
-        authors=[a for a in parsed.authors if a.id in authors],
-        author_stats=[s for s in parsed.author_stats if s.author_id in authors],
-        music=[m for m in parsed.music if m.id in {v.music_id for v in videos}],
-    )
-
-
-def _share_cookies(cookies: list[dict], client: httpx.AsyncClient) -> None:
-    for c in cookies:
-        client.cookies.set(c["name"], c["value"], domain=c["domain"], path=c.get("path", "/"))
+    if not whole(comments) or comments < 0:
+        raise TkdsError(f"--comments must be a whole number, 0 or more (got {comments!r})")
 
 
 def collect(
@@ -452,33 +228,35 @@ def collect(
     progress: bool = True,
 ) -> CollectSummary:
     """Collect the named targets into the DuckDB file `db` (and their mp4s into `media_dir`)."""
-    targets = (
-        [("hashtag", h.lstrip("#").lower()) for h in hashtags]
-        + [("user", u.lstrip("@")) for u in users]
-        + [("music", m) for m in music]
-        + [("search", q) for q in searches]
-        + ([("trending", "foryou")] if trending else [])
-    )
+    named = {"hashtag": hashtags, "user": users, "music": music, "search": searches}
+    targets = [(kind, check_target(kind, key)) for kind, keys in named.items() for key in keys]
+    targets += [("trending", "foryou")] if trending else []
     if not targets and not urls and not refresh_stats:
         raise TkdsError(
             "name at least one target: --hashtag, --user, --music, --search, --trending or --urls"
         )
-    if limit < 1:
-        raise TkdsError(f"--limit must be at least 1 (got {limit})")
+    check_options(limit=limit, rate=rate, concurrency=concurrency, comments=comments)
     if ca_cert is not None and not Path(ca_cert).is_file():
         raise TkdsError(f"--ca-cert {ca_cert} does not exist; the twin writes it with --ca-out")
+    proxy_urls = read_proxies(list(proxies))
+    session_cookies = read_cookies(Path(cookies)) if cookies else None
     started, run_started = time.perf_counter(), utcnow()
-    with Store.open(db) as store:
+    with ExitStack() as stack:
+        if media_dir is not None:
+            # One collector per media folder: another's sweep would delete this one's downloads.
+            media_dir = stack.enter_context(exclusive_folder(Path(media_dir), "--media"))
+            sweep_partials(media_dir)  # a killed run's half files and cookie file
+        store = stack.enter_context(Store.open(db))
         collector = Collector(
             store,
             limit=limit,
             rate=rate,
             concurrency=concurrency,
-            proxies=read_proxies(list(proxies)),
+            proxies=proxy_urls,
             ca_cert=Path(ca_cert) if ca_cert else None,
-            media_dir=Path(media_dir) if media_dir is not None else None,
+            media_dir=media_dir,
             comments=comments,
-            cookies=read_cookies(Path(cookies)) if cookies else None,
+            cookies=session_cookies,
             progress=progress,
         )
         try:

@@ -2,23 +2,30 @@
 
 Files land in MEDIA/.partial first; only a file that probes as whole video is renamed to MEDIA/ID.mp4,
 so the media folder never holds a half file, and a killed run's leftovers are swept at the next start.
+MEDIA/.partial is private (0700): yt-dlp's cookie file, which holds the session's cookies, lives there
+(0600) only while downloads run, and a killed run's is swept with the rest.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import yt_dlp
 
-from tkds.collector.politeness import RateLimiter
+from tkds.collector.politeness import RateLimiter, backoff_s
 from tkds.tiktok import VIDEO_CDN_HOST, WEB_HOST, video_page_url
 
 PARTIAL_DIR = ".partial"
@@ -52,8 +59,47 @@ class _Quiet:
 
 
 def sweep_partials(media_dir: Path) -> None:
-    """Remove what a killed run left half-written."""
+    """Remove what a killed run left half-written, its cookie file included."""
     shutil.rmtree(media_dir / PARTIAL_DIR, ignore_errors=True)
+    # Earlier versions kept the cookie file in a temp folder, which a kill -9 left behind.
+    for legacy in Path(tempfile.gettempdir()).glob("tkds-cookies-*"):
+        if legacy.is_dir() and not legacy.is_symlink() and legacy.stat().st_uid == os.getuid():
+            shutil.rmtree(legacy, ignore_errors=True)
+
+
+def private_partial_dir(media_dir: Path) -> Path:
+    """MEDIA/.partial, readable by this user only."""
+    partial_dir = media_dir / PARTIAL_DIR
+    partial_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    partial_dir.chmod(0o700)  # mkdir's mode is masked by the umask, and the folder may predate this run
+    return partial_dir
+
+
+@contextmanager
+def cookie_file(cookies: list[dict], media_dir: Path) -> Iterator[Path]:
+    """`cookies` as a cookies.txt for yt-dlp (mode 0600, in the private .partial folder), removed when
+    the block ends; after a kill -9, the next run's `sweep_partials` removes it."""
+    handle, name = tempfile.mkstemp(prefix="cookies-", suffix=".txt", dir=private_partial_dir(media_dir))
+    os.close(handle)
+    path = Path(name)
+    try:
+        write_cookie_file(cookies, path)
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def write_cookie_file(cookies: list[dict], path: Path) -> None:
+    """Playwright cookies as a Netscape cookies.txt."""
+    lines = ["# Netscape HTTP Cookie File"]
+    for c in cookies:
+        domain = c["domain"]
+        prefix = "#HttpOnly_" if c.get("httpOnly") else ""
+        expires = int(c.get("expires") or 0) if (c.get("expires") or 0) > 0 else 0
+        flag = "TRUE" if domain.startswith(".") else "FALSE"
+        secure = "TRUE" if c.get("secure") else "FALSE"
+        lines.append(f"{prefix}{domain}\t{flag}\t{c['path']}\t{secure}\t{expires}\t{c['name']}\t{c['value']}")
+    path.write_text("\n".join(lines) + "\n")
 
 
 def probe(path: Path) -> dict:
@@ -111,7 +157,12 @@ FAILURE_PATTERNS = (
     (re.compile(r"not available", re.I), "unavailable"),
     (re.compile(r"HTTP Error 403"), "forbidden"),
     (re.compile(r"HTTP Error 5\d\d"), "server_error"),
+    (re.compile(r"connection (reset|refused|aborted)|timed out|Errno 10[34]\b", re.I), "connection"),
+    (re.compile(r"Unexpected response from webpage", re.I), "empty"),
 )
+# Failures that the same request, tried again a little later, may not meet.
+TRANSIENT_ERRORS = frozenset({"rate_limited", "server_error", "truncated", "connection", "empty"})
+CALL_ATTEMPTS = 5  # tries of each request (the page, then the media file) within one download
 
 
 def _classify(message: str) -> str:
@@ -152,18 +203,49 @@ def download(
     cookie_file: Path | None,
     limiter: RateLimiter,
 ) -> MediaResult:
-    """Download one video's mp4 through yt-dlp (blocking; run it in a worker thread)."""
-    partial_dir = media_dir / PARTIAL_DIR
-    partial_dir.mkdir(parents=True, exist_ok=True)
-    limiter.wait_blocking(WEB_HOST)  # the extractor's page request
-    limiter.wait_blocking(VIDEO_CDN_HOST)
+    """Download one video's mp4 through yt-dlp (blocking; run it in a worker thread).
+
+    The page and the media file are each retried through transient failures, so that a fault on one
+    does not cost the other. Every failure, whatever raised it, comes back as a failed `MediaResult`
+    with a reason."""
     try:
-        ydl = _downloader(partial_dir, proxy, trust_proxy_ca, cookie_file)
-        info = ydl.extract_info(video_page_url(unique_id, video_id), download=True)
-        downloaded = Path(info["requested_downloads"][0]["filepath"])
-    except (yt_dlp.utils.YoutubeDLError, OSError) as error:
+        ydl = _downloader(private_partial_dir(media_dir), proxy, trust_proxy_ca, cookie_file)
+        page_url = video_page_url(unique_id, video_id)
+        info = _retrying(lambda: ydl.extract_info(page_url, download=False), limiter, WEB_HOST)
+        done = _retrying(
+            lambda: ydl.process_ie_result(copy.deepcopy(info), download=True), limiter, VIDEO_CDN_HOST
+        )
+        downloaded = Path(done["requested_downloads"][0]["filepath"])
+    except _Failed as failed:
+        return MediaResult(video_id, "failed", failed.reason)
+    except OSError as error:  # the .partial folder cannot be made
         return MediaResult(video_id, "failed", _classify(str(error)))
-    return inspect(video_id, downloaded, media_dir / f"{video_id}.mp4")
+    try:
+        return inspect(video_id, downloaded, media_dir / f"{video_id}.mp4")
+    except OSError as error:  # a full disk while hashing or renaming, a folder removed under us
+        downloaded.unlink(missing_ok=True)
+        return MediaResult(video_id, "failed", _classify(str(error)))
+
+
+class _Failed(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _retrying(call: Callable[[], dict], limiter: RateLimiter, host: str) -> dict:
+    """`call()` after the host's rate, tried again with backoff while it fails transiently."""
+    attempt = 0
+    while True:
+        limiter.wait_blocking(host)
+        try:
+            return call()
+        except Exception as error:  # yt-dlp's extractors raise more than YoutubeDLError
+            reason = _classify(str(error))
+            attempt += 1
+            if reason not in TRANSIENT_ERRORS or attempt == CALL_ATTEMPTS:
+                raise _Failed(reason) from None
+        time.sleep(backoff_s(attempt - 1))
 
 
 def inspect(video_id: str, source: Path, final: Path) -> MediaResult:

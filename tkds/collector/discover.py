@@ -1,0 +1,166 @@
+"""Discovery and comments: item lists and comment lists, called from inside a target's page in Chromium."""
+
+from __future__ import annotations
+
+import json
+
+from tkds.collector.browser import BrowserError, BrowserSession, Listing
+from tkds.collector.outcome import MAX_ATTEMPTS, STATUS_REASONS, CollectSummary, TargetFailed, pause
+from tkds.collector.parse import CaptureError, parse_api
+from tkds.collector.politeness import CircuitBreaker
+from tkds.collector.records import Parsed
+from tkds.collector.sources import SOURCES
+from tkds.collector.store import Store
+from tkds.tiktok import STATUS_OK
+
+
+class Discovery:
+    """The collector's listing stages (a mixin of `Collector`, which sets these attributes)."""
+
+    store: Store
+    summary: CollectSummary
+    breaker: CircuitBreaker
+    limit: int
+    comments: int
+
+    # --- discovery
+    async def discover(self, browser: BrowserSession, kind: str, key: str, given_up: dict) -> None:
+        source = SOURCES[kind]
+        label = f"{kind}:{key}"
+        state = self.store.target(kind, key)
+        if state["status"] == "done":
+            return
+        if (kind, key) in given_up:
+            self.summary.targets_failed[label] = f"{given_up[kind, key]} (not retried)"
+            return
+        self.store.update_target(kind, key, status="running", attempted=True)
+        try:
+            await self._discover(browser, source, kind, key, state)
+        except TargetFailed as failed:
+            self.fail_target(kind, key, failed.reason)
+
+    async def _discover(self, browser: BrowserSession, source, kind: str, key: str, state: dict) -> None:
+        label = f"{kind}:{key}"
+        listing = await self.open_listing(browser, source.page_url(key), source.api_path)
+        if listing.page_status:
+            raise TargetFailed(STATUS_REASONS.get(listing.page_status, f"status {listing.page_status}"))
+        cursor, has_more = state["cursor"], state["has_more"]
+        resumed = cursor is not None
+        captured = [] if resumed else [body for status, body in listing.responses if status == 200 and body]
+        if not resumed:
+            cursor, has_more = "0", True
+        while has_more and self.store.discovered(label) < self.limit:
+            parsed = _first_parsable(captured)
+            if parsed is None:
+                parsed = await self.fetch_listing(
+                    browser, source.api_path, {**listing.params, "cursor": cursor}
+                )
+            if parsed.status != STATUS_OK:
+                raise TargetFailed(STATUS_REASONS.get(parsed.status, f"status {parsed.status}"))
+            room = self.limit - self.store.discovered(label)
+            keep = {v.id for v in parsed.videos[:room]}
+            self.summary.add(self.store.upsert(_only(parsed, keep), source=label))
+            self.store.add_targets([("video", video_id) for video_id in sorted(keep)])
+            cursor, has_more = parsed.cursor or cursor, bool(parsed.has_more)
+            self.store.update_target(kind, key, status="running", cursor=cursor, has_more=has_more)
+            if not parsed.videos:
+                break
+        if self.store.discovered(label) == 0:
+            raise TargetFailed("no videos: an unknown or empty target")
+        self.store.update_target(kind, key, status="done")
+        self.summary.targets_done += 1
+
+    def fail_target(self, kind: str, key: str, reason: str) -> None:
+        self.store.update_target(kind, key, status="failed", error=reason)
+        self.summary.targets_failed[f"{kind}:{key}"] = reason
+
+    async def open_listing(self, browser: BrowserSession, url: str, api_path: str) -> Listing:
+        """A target's page, opened once it answers with content and its item-list call (or a status)."""
+        reason = "unknown"
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                listing = await browser.open(url, api_path)
+            except BrowserError as error:
+                reason = error.reason
+                if reason == "empty":
+                    await self.breaker.failure("empty bodies")
+                await pause(attempt, error.retry_after)
+                continue
+            if listing.page_status or listing.params is not None:
+                self.breaker.success()
+                return listing
+            reason = "no item list (the page made no API call)"
+            await pause(attempt)
+        raise TargetFailed(f"page: {reason}")
+
+    async def fetch_listing(self, browser: BrowserSession, path: str, params: dict) -> Parsed:
+        """One signed item-list call from inside the page, retried through TikTok's soft failures."""
+        reason = "unknown"
+        for attempt in range(MAX_ATTEMPTS):
+            retry_after = None
+            try:
+                status, body, retry_after = await browser.signed_fetch(path, {**params, "count": "30"})
+            except BrowserError as error:
+                reason = error.reason
+            else:
+                if status == 200 and body:
+                    parsed = _parse_api_body(body)
+                    if parsed is not None:
+                        self.breaker.success()
+                        return parsed
+                    reason = "malformed"
+                elif status == 200:
+                    reason = "empty"
+                    await self.breaker.failure("empty bodies")
+                else:
+                    reason = f"http {status}" if status else "connection"
+            await pause(attempt, retry_after)
+        raise TargetFailed(f"item list: {reason}")
+
+    # --- comments
+    async def fetch_comments(self, browser: BrowserSession, video_id: str) -> None:
+        cursor, fetched = "0", 0
+        while fetched < self.comments:
+            try:
+                parsed = await self.fetch_listing(
+                    browser, "/api/comment/list/", {"aweme_id": video_id, "cursor": cursor}
+                )
+            except TargetFailed:
+                return  # the comments the next run finds will do
+            parsed.comments = parsed.comments[: self.comments - fetched]
+            self.store.upsert(parsed, source=f"comments:{video_id}")
+            fetched += len(parsed.comments)
+            self.summary.comments += len(parsed.comments)
+            if not parsed.has_more or not parsed.comments:
+                return
+            cursor = parsed.cursor or str(fetched)
+
+
+def _parse_api_body(body: str) -> Parsed | None:
+    """An item-list or comment-list body, or None when it is not TikTok's JSON."""
+    try:
+        return parse_api(json.loads(body))
+    except (ValueError, CaptureError, RecursionError):
+        return None
+
+
+def _first_parsable(bodies: list[str]) -> Parsed | None:
+    """Pop the item-list bodies the page fetched itself until one parses."""
+    while bodies:
+        parsed = _parse_api_body(bodies.pop(0))
+        if parsed is not None:
+            return parsed
+    return None
+
+
+def _only(parsed: Parsed, keep: set[str]) -> Parsed:
+    """The part of a listing page within the target's --limit."""
+    videos = [v for v in parsed.videos if v.id in keep]
+    authors = {v.author_id for v in videos}
+    return Parsed(
+        videos=videos,
+        video_stats=[s for s in parsed.video_stats if s.video_id in keep],
+        authors=[a for a in parsed.authors if a.id in authors],
+        author_stats=[s for s in parsed.author_stats if s.author_id in authors],
+        music=[m for m in parsed.music if m.id in {v.music_id for v in videos}],
+    )
