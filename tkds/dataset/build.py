@@ -1,40 +1,50 @@
 """`tkds shard`: select → prepare (transcode) → dedupe → split → write, from the collector's DuckDB.
 
 Each video is prepared once into OUT/.work/ID/ (kept across a killed run), so near-duplicate detection
-can use the frame hashes that the transcode produced for free. Shards are then written whole: under a
-temporary name, fsynced, renamed, and marked done by their `*_stats.json`, written last.
+can use the frame hashes that the transcode produced for free. Shards are then written whole
+(`tkds.dataset.write`), and `dataset.json` names them (`tkds.dataset.manifest`).
+
+OUT is held with an exclusive lock for the whole build and belongs to one source database (recorded in
+OUT/.build.json with the settings). Nothing is reused unless it is provably the same: the whole build when
+the fingerprint of its inputs matches the manifest's, a prepared video when its facts name the same source
+sha256 and transcode recipe, a shard when its stats list the same keys and the same digest of its samples.
+Video ids reach paths only through `ids.id_path` and tar members only through `ids.member_name`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
-import tarfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from io import BytesIO
 from pathlib import Path
 
-import tkds
+from tkds import ids
 from tkds.collector.store import Store, utcnow
 from tkds.console import progress_bar
 from tkds.dataset.card import write_card
 from tkds.dataset.dedupe import duplicate_clusters
+from tkds.dataset.manifest import FORMAT_VERSION, SHARD_URL, read_manifest, verify_shards, write_manifest
 from tkds.dataset.select import Candidate, read_labels, select_candidates
-from tkds.dataset.split import SPLITS, assign_splits, unit_hash
+from tkds.dataset.split import SPLIT_METHODS, SPLITS, assign_splits, check_ratios
 from tkds.dataset.transcode import Prepared, TranscodeParams, load_prepared, passthrough, prepare
+from tkds.dataset.write import own_folder, write_splits
 from tkds.errors import TkdsError
-from tkds.files import write_json
-from tkds.tiktok import video_page_url
+from tkds.files import LOCK_NAME, exclusive_folder, write_json
+
+__all__ = ["ShardParams", "ShardSummary", "build_shards", "check_params", "verify_shards"]
 
 WORK_DIR = ".work"
-MANIFEST = "dataset.json"
 BUILD_CONFIG = ".build.json"
+MAX_SIZE = 4096  # px of short side; more is a typo
+MAX_FPS = 240.0
+MAX_WHERE = 4000  # characters
 
 
 @dataclass
@@ -59,6 +69,7 @@ class ShardSummary:
     prepared: int = 0
     duplicates: int = 0
     failures: dict[str, str] = field(default_factory=dict)  # video id -> reason
+    refused: list[str] = field(default_factory=list)  # reasons of rows whose video id is invalid
     samples: dict[str, int] = field(default_factory=dict)  # split -> count
     shards: int = 0
     shards_reused: int = 0
@@ -68,7 +79,44 @@ class ShardSummary:
 
     @property
     def failures_by_reason(self) -> Counter:
-        return Counter(reason.split(":")[0] for reason in self.failures.values())
+        reasons = [*self.failures.values(), *self.refused]
+        return Counter(reason.split(":")[0] for reason in reasons)
+
+
+def check_params(params: ShardParams) -> None:
+    """Refuse settings no build can use, in one line naming the option."""
+    if params.split_by not in SPLIT_METHODS:
+        raise TkdsError(
+            f"--split-by {ids.preview(params.split_by)}: choose one of {', '.join(SPLIT_METHODS)}"
+        )
+    check_ratios(params.ratios)
+    if not _whole(params.samples_per_shard) or params.samples_per_shard < 1:
+        raise TkdsError(
+            f"--samples-per-shard {ids.preview(params.samples_per_shard)}: give a whole number, 1 or more"
+        )
+    if params.shard_mb is not None and not (_number(params.shard_mb) and 0 < params.shard_mb <= 1e6):
+        raise TkdsError(f"--shard-mb {ids.preview(params.shard_mb)}: give a size in MB above 0")
+    if not _whole(params.size) or not (params.size == 0 or 16 <= params.size <= MAX_SIZE):
+        raise TkdsError(
+            f"--size {ids.preview(params.size)}: give a short side from 16 to {MAX_SIZE} px, "
+            "or 0 to keep the sources"
+        )
+    if not (_number(params.fps) and 0 < params.fps <= MAX_FPS):
+        raise TkdsError(f"--fps {ids.preview(params.fps)}: give a frame rate above 0 and at most {MAX_FPS:g}")
+    if not _whole(params.seed) or abs(params.seed) >= 2**63:
+        raise TkdsError(f"--seed {ids.preview(params.seed)}: give a whole number")
+    if params.where is not None and (not isinstance(params.where, str) or len(params.where) > MAX_WHERE):
+        raise TkdsError(
+            f"--where {ids.preview(params.where)}: give one SQL condition of at most {MAX_WHERE} characters"
+        )
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def build_shards(
@@ -80,29 +128,33 @@ def build_shards(
 ) -> ShardSummary:
     """Build WebDataset shards with leak-free splits from the videos in `db` whose media is ok."""
     params = params or ShardParams()
+    check_params(params)
     started = time.perf_counter()
     out, db = Path(out), Path(db)
     summary = ShardSummary()
     cut = _parse_cut(params.cut_date)
-    _claim_out(out, params)
-    with Store.open(db) as store:
-        candidates = select_candidates(store.db, params.where, db)
+    with Store.open(db, create=False) as store, exclusive_folder(out, "--out"):
+        new_config = _claim_out(out, params, db)
+        candidates, summary.refused = select_candidates(store.db, params.where, db)
         if not candidates:
             raise TkdsError(
-                f"no videos selected from {db}: none has media with status ok"
-                + (f" and matches --where {params.where!r}" if params.where else "")
+                f"no videos selected from {db}: none has media with status ok and a valid id"
+                + (f" and matches --where {ids.preview(params.where)}" if params.where else "")
                 + "; collect with --media first, or loosen --where"
             )
         if params.labels:
             labels = read_labels(Path(params.labels))
             for video in candidates:
                 video.labels.update(labels.get(video.id, {}))
+        if new_config:  # only once the selection works: a mistyped --where must not claim OUT
+            write_json(out / BUILD_CONFIG, new_config, indent=1)
         summary.selected = len(candidates)
-        fingerprint = _fingerprint(candidates)
+        fingerprint = _fingerprint(candidates, params)
         if _up_to_date(out, fingerprint):
-            return _summary_of_finished(out, started)
+            return _summary_of_finished(out, started, summary.refused)
         dataset = str(out.resolve())
-        prepared = _prepare_all(candidates, out / WORK_DIR, params, workers, progress, summary)
+        work = own_folder(out, WORK_DIR)
+        prepared = _prepare_all(candidates, work, params, workers, progress, summary)
         by_sha = {video.sha256: prepared[video.id] for video in candidates if video.id in prepared}
         usable = [video for video in candidates if video.sha256 in by_sha]
         hashes = {video_id: p.frame_hash for video_id, p in prepared.items()}
@@ -112,42 +164,59 @@ def build_shards(
         summary.duplicates = len(usable) - len(kept)
         splits = assign_splits(kept, params.split_by, params.ratios, params.seed, cut)
         prep_of = {video.id: by_sha[video.sha256] for video in kept}
-        shard_rows = _write_splits(out, kept, prep_of, splits, params, summary, progress)
+        shard_rows = write_splits(out, work, kept, prep_of, splits, params, summary, progress)
         rows = [(v, splits[v], shard, "ok", None) for v, shard in shard_rows.items()]
         rows += [(v, None, None, "duplicate", f"duplicate of {k}") for v, k in clusters.items() if v != k]
         rows += [(v, None, None, "failed", reason) for v, reason in summary.failures.items()]
         _record_samples(store, dataset, rows)
-    summary.wall_s = time.perf_counter() - started
-    manifest = _write_manifest(out, params, summary, db, kept, fingerprint)
-    write_card(out, manifest, kept, splits)
-    shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+        summary.wall_s = time.perf_counter() - started
+        manifest = write_manifest(out, params, summary, db, kept, fingerprint)
+        write_card(out, manifest, kept, splits)
+        shutil.rmtree(work, ignore_errors=True)  # OUT/.work, checked to be a real folder inside OUT
     return summary
 
 
-def _fingerprint(candidates: list[Candidate]) -> str:
-    """What the selection would write: ids, media hashes and sample metadata."""
+def _fingerprint(candidates: list[Candidate], params: ShardParams) -> str:
+    """The build's true inputs: settings, format and transcode versions, and each sample's source facts.
+
+    The frame hashes are left out when the build computes them (size > 0): it writes them into the
+    database itself, so counting them would make the first re-run of a finished build start over.
+    """
     digest = hashlib.sha256()
+    recipe = TranscodeParams(size=params.size, fps=params.fps).recipe()
+    settings = {"format_version": FORMAT_VERSION, "recipe": recipe, "params": asdict(params)}
+    digest.update(json.dumps(settings, default=str, sort_keys=True).encode())
     for video in candidates:
-        digest.update(json.dumps(vars(video), default=str, sort_keys=True).encode())
+        facts = vars(video) | {
+            "media": {k: v for k, v in video.media.items() if k != "frame_hash" or not params.size}
+        }
+        digest.update(json.dumps(facts, default=str, sort_keys=True).encode())
     return digest.hexdigest()
 
 
 def _up_to_date(out: Path, fingerprint: str) -> bool:
     try:
-        manifest = _read_manifest(out)
-    except (OSError, ValueError):
+        manifest = read_manifest(out)
+        if manifest.get("inputs_sha256") != fingerprint:
+            return False
+        return all(
+            SHARD_URL.fullmatch(url)
+            and (out / url).is_file()
+            and (out / url).stat().st_size == entry["bytes"]
+            for url, entry in manifest["shards"].items()
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
-    return manifest.get("inputs_sha256") == fingerprint and all(
-        (out / url).is_file() for url in manifest["shards"]
-    )
 
 
-def _summary_of_finished(out: Path, started: float) -> ShardSummary:
-    manifest = _read_manifest(out)
+def _summary_of_finished(out: Path, started: float, refused: list[str]) -> ShardSummary:
+    manifest = read_manifest(out)
     counts = manifest["counts"]
     return ShardSummary(
         selected=counts["selected"],
         duplicates=counts["duplicates"],
+        failures=dict(manifest.get("failures", {})),
+        refused=refused,
         samples={split: counts[split] for split in SPLITS},
         shards=len(manifest["shards"]),
         shards_reused=len(manifest["shards"]),
@@ -165,23 +234,36 @@ def _parse_cut(text: str | None) -> datetime | None:
         raise TkdsError(f"--cut-date {text!r}: give a date as YYYY-MM-DD") from None
 
 
-def _claim_out(out: Path, params: ShardParams) -> None:
-    """Refuse to mix two configurations in one folder; a re-run with the same one resumes."""
-    out.mkdir(parents=True, exist_ok=True)
+def _claim_out(out: Path, params: ShardParams, db: Path) -> dict | None:
+    """Refuse to mix two databases or two configurations in one folder; a re-run with the same resumes.
+
+    Returns the build config to record when OUT holds no build yet.
+    """
     config = out / BUILD_CONFIG
     wanted = json.loads(json.dumps(asdict(params)))
+    wanted.update(source_db=str(db.resolve()), format_version=FORMAT_VERSION)
     if config.exists():
-        previous = json.loads(config.read_text())
+        try:
+            previous = json.loads(config.read_text())
+            previous_db = previous.get("source_db")
+        except (OSError, ValueError, AttributeError):
+            raise TkdsError(f"{config} is unreadable; remove {out} or choose another --out") from None
+        if previous_db != wanted["source_db"]:
+            raise TkdsError(
+                f"{out} holds a build from another database ({ids.preview(previous_db, 200)}); "
+                "use that --db to resume, or another --out"
+            )
         changed = sorted(key for key in wanted if previous.get(key) != wanted[key])
         if changed:
             raise TkdsError(
                 f"{out} was built with other settings ({', '.join(changed)}); "
                 "use the same ones to resume, or another --out"
             )
-    elif any(out.iterdir()):
+    elif any(entry.name != LOCK_NAME for entry in out.iterdir()):
         raise TkdsError(f"{out} is not empty and holds no tkds build; choose an empty or new --out")
     else:
-        write_json(config, wanted, indent=1)
+        return wanted
+    return None
 
 
 def _prepare_all(
@@ -194,7 +276,6 @@ def _prepare_all(
 ) -> dict[str, Prepared]:
     """Prepare one video per distinct sha256 (exact copies share it), reusing earlier runs' work."""
     transcode = TranscodeParams(size=params.size, fps=params.fps)
-    work.mkdir(parents=True, exist_ok=True)
     prepared: dict[str, Prepared] = {}
     pending: list[Candidate] = []
     seen: set[str] = set()
@@ -202,13 +283,13 @@ def _prepare_all(
         if video.sha256 in seen:
             continue
         seen.add(video.sha256)
-        earlier = load_prepared(work, video.id)
+        earlier = load_prepared(work, video.id, video.sha256, transcode) if params.size else None
         if earlier:
             prepared[video.id] = earlier
         elif not video.path.is_file():
             summary.failures[video.id] = f"missing: media file {video.path} is gone; re-collect it"
         elif not params.size:
-            prepared[video.id] = passthrough(video.id, video.path, video.media)
+            prepared[video.id] = passthrough(video.id, video.path, video.media, video.sha256)
         else:
             pending.append(video)
     started = time.perf_counter()
@@ -216,7 +297,7 @@ def _prepare_all(
         ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool,
         progress_bar("transcode", len(pending), enabled=progress) as bar,
     ):
-        results = pool.map(lambda v: prepare(v.id, v.path, work, transcode, v.media), pending)
+        results = pool.map(lambda v: prepare(v.id, v.path, work, transcode, v.media, v.sha256), pending)
         for video, result in zip(pending, results, strict=True):
             if result.error is None:
                 prepared[video.id] = result
@@ -252,252 +333,3 @@ def _record_samples(store: Store, dataset: str, rows: list[tuple]) -> None:
                unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), ?""",
             [dataset, *[list(c) for c in columns], utcnow()],
         )
-
-
-def _sample_json(video: Candidate, prep: Prepared, split: str) -> dict:
-    return {
-        "id": video.id,
-        "description": video.description,
-        "hashtags": video.hashtags,
-        "music_id": video.music_id,
-        "music_title": video.music_title,
-        "author_id": video.author_id,
-        "author_unique_id": video.author_unique_id,
-        "url": video_page_url(video.author_unique_id or "", video.id),
-        "create_time": video.create_time,
-        "stats": video.stats,
-        "author_stats": video.author_stats,
-        "duration_s": prep.duration_s,
-        "width": prep.width,
-        "height": prep.height,
-        "fps": prep.fps,
-        "has_audio": prep.has_audio,
-        "audio_silent": prep.audio_silent,
-        "split": split,
-        "labels": video.labels,
-        "source": {
-            "sha256": video.sha256,
-            "vcodec": prep.source_vcodec,
-            "acodec": prep.source_acodec,
-            "video_stream": prep.video_stream,
-            "audio_stream": prep.audio_stream,
-        },
-    }
-
-
-def _members(work: Path, video: Candidate, prep: Prepared, split: str) -> list[tuple[str, bytes]]:
-    sample = (f"{video.id}.json", json.dumps(_sample_json(video, prep, split)).encode())
-    if prep.source_path:
-        return [(f"{video.id}.{prep.video_ext}", Path(prep.source_path).read_bytes()), sample]
-    folder = work / prep.video_id  # an exact copy's files are its keeper's
-    members = [(f"{video.id}.{prep.video_ext}", (folder / f"video.{prep.video_ext}").read_bytes())]
-    if prep.has_audio:
-        members.append((f"{video.id}.flac", (folder / "audio.flac").read_bytes()))
-    members.append(sample)
-    members.append((f"{video.id}.jpg", (folder / "thumb.jpg").read_bytes()))
-    return members
-
-
-def _sample_bytes(work: Path, prep: Prepared) -> int:
-    if prep.source_path:
-        return Path(prep.source_path).stat().st_size
-    return sum(file.stat().st_size for file in (work / prep.video_id).iterdir())
-
-
-def _chunks(videos: list[Candidate], sizes: dict[str, int], params: ShardParams) -> list[list[Candidate]]:
-    if params.shard_mb is None:
-        step = max(1, params.samples_per_shard)
-        return [videos[i : i + step] for i in range(0, len(videos), step)]
-    chunks: list[list[Candidate]] = [[]]
-    filled = 0
-    for video in videos:
-        if chunks[-1] and filled + sizes[video.id] > params.shard_mb * 1e6:
-            chunks.append([])
-            filled = 0
-        chunks[-1].append(video)
-        filled += sizes[video.id]
-    return chunks
-
-
-def _write_splits(
-    out: Path,
-    kept: list[Candidate],
-    prep_of: dict[str, Prepared],
-    splits: dict[str, str],
-    params: ShardParams,
-    summary: ShardSummary,
-    progress: bool,
-) -> dict[str, str]:
-    """Write every split's shards and index; returns video id → shard path (relative to OUT)."""
-    work = out / WORK_DIR
-    sizes = {video.id: _sample_bytes(work, prep_of[video.id]) for video in kept}
-    placed: dict[str, str] = {}
-    with progress_bar("shards", len(kept), enabled=progress) as bar:
-        for split in SPLITS:
-            videos = sorted(
-                (v for v in kept if splits[v.id] == split), key=lambda v: unit_hash(v.id, params.seed)
-            )
-            (out / split).mkdir(exist_ok=True)
-            shardlist = []
-            for number, chunk in enumerate(_chunks(videos, sizes, params)):
-                name = f"{split}/{split}-{number:06d}.tar"
-                stats = _write_shard(
-                    out / name, chunk, split, lambda v, s: _members(work, v, prep_of[v.id], s), summary
-                )
-                shardlist.append(
-                    {
-                        "url": name,
-                        "nsamples": stats["count"],
-                        "filesize": stats["bytes"],
-                        "sha256": stats["sha256"],
-                    }
-                )
-                placed.update({video.id: name for video in chunk})
-                bar.advance(0, len(chunk))
-            _remove_stale_shards(out / split, len(shardlist))
-            summary.samples[split] = len(videos)
-            index = {"wids_version": 1, "name": f"tkds-{split}", "shardlist": shardlist}
-            write_json(out / f"{split}.json", index, indent=1)
-    return placed
-
-
-def _stats_path(shard: Path) -> Path:
-    return shard.with_name(shard.name.removesuffix(".tar") + "_stats.json")
-
-
-def _write_shard(path: Path, chunk: list[Candidate], split: str, members, summary: ShardSummary) -> dict:
-    """One tar, atomically; an existing shard whose stats list the same samples is kept as it is."""
-    keys = [video.id for video in chunk]
-    stats_path = _stats_path(path)
-    if stats_path.exists() and path.exists():
-        stats = json.loads(stats_path.read_text())
-        if stats.get("keys") == keys:
-            summary.shards += 1
-            summary.shards_reused += 1
-            summary.bytes += stats["bytes"]
-            return stats
-    stats_path.unlink(missing_ok=True)
-    started = time.time()
-    partial = path.with_name(path.name + ".partial")
-    digest = hashlib.sha256()
-    with open(partial, "wb") as raw:
-        hashing = _HashingWriter(raw, digest)
-        with tarfile.open(fileobj=hashing, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for video in chunk:
-                for name, data in members(video, split):
-                    info = tarfile.TarInfo(name)
-                    info.size, info.mode, info.mtime = len(data), 0o444, video.create_time or 0
-                    tar.addfile(info, BytesIO(data))
-        raw.flush()
-        os.fsync(raw.fileno())
-    os.replace(partial, path)
-    stats = {
-        "shard": path.name,
-        "count": len(chunk),
-        "keys": keys,
-        "bytes": path.stat().st_size,
-        "sha256": digest.hexdigest(),
-        "start_time": started,
-        "end_time": time.time(),
-    }
-    write_json(stats_path, stats, indent=1)  # last: it marks the shard as done
-    summary.shards += 1
-    summary.bytes += stats["bytes"]
-    return stats
-
-
-class _HashingWriter:
-    """A file wrapper that hashes what is written, so a shard is hashed without being read back."""
-
-    def __init__(self, raw, digest) -> None:
-        self.raw, self.digest = raw, digest
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        return self.raw.write(data)
-
-    def tell(self) -> int:
-        return self.raw.tell()
-
-
-def _remove_stale_shards(folder: Path, count: int) -> None:
-    """Shards numbered past this build's last one come from an earlier, larger selection."""
-    for shard in folder.glob("*.tar*"):
-        number = int(shard.name.split("-")[-1].split(".")[0].split("_")[0])
-        if number >= count:
-            shard.unlink()
-    for stats in folder.glob("*_stats.json"):
-        if int(stats.name.split("-")[-1].split("_")[0]) >= count:
-            stats.unlink()
-
-
-def label_column(videos: list[Candidate]) -> str:
-    """SynthTok's (or a --labels file's) category when there is one, else the collection target."""
-    return "category" if any(v.labels.get("category") is not None for v in videos) else "target"
-
-
-def _write_manifest(
-    out: Path, params: ShardParams, summary: ShardSummary, db: Path, kept: list[Candidate], fingerprint: str
-) -> dict:
-    shards = {}
-    for split in SPLITS:
-        for entry in json.loads((out / f"{split}.json").read_text())["shardlist"]:
-            shards[entry["url"]] = {
-                "sha256": entry["sha256"],
-                "bytes": entry["filesize"],
-                "nsamples": entry["nsamples"],
-            }
-    column = label_column(kept)
-    manifest = {
-        "format": "tkds-shards",
-        "format_version": 1,
-        "tkds_version": tkds.__version__,
-        "created_at": utcnow().isoformat(timespec="seconds"),
-        "source_db": str(db.resolve()),
-        "counts": {"selected": summary.selected, "kept": len(kept), "duplicates": summary.duplicates,
-                   "failed": len(summary.failures), **summary.samples},
-        "failures_by_reason": dict(summary.failures_by_reason),
-        "split": {"method": params.split_by, "ratios": list(params.ratios), "seed": params.seed,
-                  "cut_date": params.cut_date, "salt": f"tkds-split-v1:{params.seed}"},
-        "params": {"size": params.size, "fps": params.fps, "sample_rate": 16000, "keyframe_interval_s": 1.0,
-                   "video_codec": "h264" if params.size else "source",
-                   "audio_codec": "aac (mp4), flac (sidecar)",
-                   "samples_per_shard": params.samples_per_shard, "shard_mb": params.shard_mb,
-                   "where": params.where, "labels": params.labels},
-        "label_column": column,
-        "label_names": sorted({str(v.labels[column]) for v in kept if v.labels.get(column) is not None}),
-        "shards": shards,
-        "inputs_sha256": fingerprint,
-    }  # fmt: skip
-    write_json(out / MANIFEST, manifest, indent=1)
-    return manifest
-
-
-def _read_manifest(out: Path) -> dict:
-    return json.loads((out / MANIFEST).read_text())
-
-
-def verify_shards(out: str | Path, progress: bool = True) -> list[str]:
-    """Re-hash every shard against the manifest; returns the problems found (empty when all is well)."""
-    out = Path(out)
-    try:
-        manifest = _read_manifest(out)
-    except (OSError, ValueError) as error:
-        raise TkdsError(
-            f"{out / MANIFEST} is missing or unreadable ({error}); build the shards first"
-        ) from None
-    problems = []
-    with progress_bar("verify", len(manifest["shards"]), enabled=progress) as bar:
-        for url, expected in manifest["shards"].items():
-            path = out / url
-            if not path.is_file():
-                problems.append(f"{url}: missing")
-            else:
-                digest = hashlib.sha256()
-                with path.open("rb") as handle:
-                    while chunk := handle.read(1 << 20):
-                        digest.update(chunk)
-                if digest.hexdigest() != expected["sha256"]:
-                    problems.append(f"{url}: sha256 differs from the manifest (corrupt or changed)")
-            bar.advance(0)
-    return problems

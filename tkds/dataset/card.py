@@ -1,12 +1,22 @@
-"""The dataset card: README.md in the Datasheets-for-Datasets style, from the manifest and the samples."""
+"""The dataset card: README.md in the Datasheets-for-Datasets style, from the manifest and the samples.
+
+Hashtags, label names, `--where` and paths come from outside: each is shown as plain text (`_text`), so no
+HTML or Markdown in them becomes live markup, and a long one is cut short.
+"""
 
 from __future__ import annotations
 
+import html
+import re
 from collections import Counter
 from pathlib import Path
 
 from tkds.dataset.select import Candidate
 from tkds.dataset.split import SPLITS
+from tkds.errors import TkdsError
+
+SHOWN = 60  # characters of an outside value shown in the card
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~#])")  # what can start markup mid-line
 
 FIELDS = """| member | content |
 |---|---|
@@ -20,8 +30,17 @@ source (sha256, codecs, the streams used) |
 | `ID.jpg` | a representative frame, for thumbnails |"""
 
 
+def _text(value: object, limit: int = SHOWN) -> str:
+    """`value` as inert Markdown text on one line: HTML escaped, Markdown punctuation backslashed."""
+    text = " ".join(str(value).split())
+    text = "".join(char for char in text if char.isprintable())
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
 def _table(rows: list[tuple]) -> str:
-    return "\n".join("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)
+    return "\n".join("| " + " | ".join(_text(cell) for cell in row) + " |" for row in rows)
 
 
 def write_card(out: Path, manifest: dict, kept: list[Candidate], splits: dict[str, str]) -> None:
@@ -41,7 +60,10 @@ def write_card(out: Path, manifest: dict, kept: list[Candidate], splits: dict[st
         )
         for name in SPLITS
     ]
-    failures = ", ".join(f"{n} {reason}" for reason, n in manifest["failures_by_reason"].items()) or "none"
+    failures = (
+        ", ".join(f"{n} {_text(reason)}" for reason, n in manifest["failures_by_reason"].items()) or "none"
+    )
+    names = manifest["label_names"]
     text = f"""---
 configs:
 - config_name: default
@@ -65,18 +87,18 @@ Each sample holds:
 
 {FIELDS.format(size=params["size"], fps=params["fps"])}
 
-Labels: the `{manifest["label_column"]}` column, {len(manifest["label_names"])} values
-({", ".join(manifest["label_names"][:12])}{", …" if len(manifest["label_names"]) > 12 else ""}).
+Labels: the `{manifest["label_column"]}` column, {len(names)} values
+({", ".join(_text(name) for name in names[:12])}{", …" if len(names) > 12 else ""}).
 Sounds: {len(sounds)} distinct, the most used by {sounds.most_common(1)[0][1] if sounds else 0} videos.
-Hashtags: {len(tags)} distinct; most used: {", ".join(f"#{t} ({n})" for t, n in tags.most_common(8))}.
+Hashtags: {len(tags)} distinct; most used: {", ".join(f"#{_text(t)} ({n})" for t, n in tags.most_common(8))}.
 
 ## Collection process
 Collected with `tkds collect` (TikTok's web pages and item-list APIs, media through yt-dlp) into the DuckDB
-file `{manifest["source_db"]}`; selected where media probed as whole and no takedown applies
-{f"(and `{params['where']}`)" if params["where"] else ""}.
+file {_text(manifest["source_db"], 200)}; selected where media probed as whole and no takedown applies
+{f"(and {_text(params['where'], 200)})" if params["where"] else ""}.
 
 ## Preprocessing and cleaning
-- {counts["selected"]} videos selected; {counts["failed"]} failed to transcode ({failures});
+- {counts["selected"]} videos selected; {counts["failed"]} failed or refused ({failures});
   {counts["duplicates"]} duplicates removed (same sha256, or frame pHashes within 4 bits on average),
   keeping the earliest upload of each cluster. Both are recorded in the DuckDB tables `media` and
   `dataset_samples` with their reasons.
@@ -102,4 +124,10 @@ To remove a video, add its id to the `takedown` table of the source DuckDB file 
 `tkds shard`: taken-down ids are always filtered out. Check the integrity of a copy with
 `tkds shard --out DIR --verify`.
 """
-    (out / "README.md").write_text(text)
+    try:
+        (out / "README.md").write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise TkdsError(
+            f"cannot write {out / 'README.md'} ({error.strerror}); free space or fix permissions, "
+            "then re-run the same command"
+        ) from None

@@ -247,7 +247,7 @@ def frame_times(
 
 
 def decode_video(
-    sample: RawSample, spec: ClipSpec, rng: np.random.Generator | None
+    sample: RawSample, spec: ClipSpec, rng: np.random.Generator | None, transforms: list | None = None
 ) -> tuple[torch.Tensor, np.ndarray, float]:
     """Every view's frames from one decoder and one request: ((views, T, 3, H, W) uint8, starts, window).
 
@@ -255,11 +255,13 @@ def decode_video(
     centred on, so audio and video of a view are in sync.
     """
     try:
-        # No decoder-native Resize: it made decoding slower than resizing the crops in uint8 afterwards
-        # (benchmarks/loader.py), and one decoder cannot give two views two crops.
+        # No decoder-native Resize by default: it made decoding slower than resizing the crops in uint8
+        # afterwards (benchmarks/loader.py), and one decoder cannot give two views two crops. `transforms`
+        # are for eval uploads whose full-size frames would not fit in memory.
         decoder = VideoDecoder(
-            sample.video, seek_mode="approximate", num_ffmpeg_threads=1, dimension_order="NHWC"
-        )
+            sample.video, seek_mode="approximate", num_ffmpeg_threads=1, dimension_order="NHWC",
+            transforms=transforms,
+        )  # fmt: skip
         count, fps = len(decoder), decoder.metadata.average_fps
         if not count or not fps:
             raise ValueError("its header gives no frame count or rate")
@@ -335,9 +337,10 @@ def make_example(
     column: str | None,
     classes: dict[str, int],
     rng: np.random.Generator | None,
+    transforms: list | None = None,
 ) -> dict[str, Any]:
-    """Decode, crop and augment one sample into the loader's dict."""
-    frames, starts, window = decode_video(sample, spec, rng)
+    """Decode, crop and augment one sample into the loader's dict; `transforms` apply in the decoder."""
+    frames, starts, window = decode_video(sample, spec, rng, transforms)
     height, width = frames.shape[-2:]
     if spec.train:
         views = [draw_view_augment(rng, height, width) for _ in starts]
@@ -363,8 +366,13 @@ def make_example(
     }
 
 
-def example_from_video(video: bytes, spec: ClipSpec, key: str = "upload") -> dict[str, Any]:
-    """One video file's bytes (not a shard sample) as an example; audio when the file has an audio stream."""
+def example_from_video(
+    video: bytes, spec: ClipSpec, key: str = "upload", transforms: list | None = None
+) -> dict[str, Any]:
+    """One video file's bytes (not a shard sample) as an example; audio when the file has an audio stream.
+
+    `transforms` (torchcodec decoder transforms, e.g. Resize) bound the size of the frames it decodes.
+    """
     try:
         AudioDecoder(video)
         has_audio = True
@@ -372,7 +380,7 @@ def example_from_video(video: bytes, spec: ClipSpec, key: str = "upload") -> dic
         has_audio = False
     sample = RawSample(key, Path(key), video, None, orjson.dumps({"id": key, "has_audio": has_audio}))
     try:
-        return make_example(sample, spec, None, {}, None)
+        return make_example(sample, spec, None, {}, None, transforms)
     except TkdsError as error:
         # FFmpeg's own words come last in torchcodec's message, after its source location.
         reason = str(error.__cause__ or error).rsplit(": ", 1)[-1].strip().rstrip(".")

@@ -1,4 +1,9 @@
-"""Select: the videos a dataset is built from, with the metadata each sample's json carries."""
+"""Select: the videos a dataset is built from, with the metadata each sample's json carries.
+
+Nothing read from the DuckDB file is trusted: a video id that is not a digit string is refused (it would
+become a path and a tar member name), invalid author ids and usernames are read as unknown, and `--where`
+must be one SQL expression, run where it cannot write.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from tkds import ids
 from tkds.errors import TkdsError
 
 SELECT_VIDEOS = """
@@ -25,9 +31,12 @@ LEFT JOIN music mu ON mu.id = v.music_id
 LEFT JOIN authors au ON au.id = v.author_id
 LEFT JOIN video_stats_latest s ON s.video_id = v.id
 LEFT JOIN author_stats_latest a ON a.author_id = v.author_id
-WHERE v.id NOT IN (SELECT video_id FROM takedown) AND ({where})
+WHERE v.id NOT IN (SELECT video_id FROM takedown) AND (
+{where}
+)
 ORDER BY v.id
 """
+INVALID_ID = "invalid_id"
 
 
 VIDEO_COUNTS = ("plays", "likes", "comments", "shares", "collects", "observed_at")
@@ -58,19 +67,37 @@ class Candidate:
     labels: dict = field(default_factory=dict)
 
 
-def select_candidates(db: duckdb.DuckDBPyConnection, where: str | None, db_path: Path) -> list[Candidate]:
-    """Videos with media status ok, not taken down, matching the optional SQL `where` (on `v`, the videos)."""
+def select_candidates(
+    db: duckdb.DuckDBPyConnection, where: str | None, db_path: Path
+) -> tuple[list[Candidate], list[str]]:
+    """Videos with media status ok, not taken down, matching the optional SQL `where` (on `v`, the videos).
+
+    Returns the candidates and the reasons of the rows refused for an invalid video id
+    (`invalid_id: …`, quoting a short prefix of the id, never the id itself as a path).
+    """
+    query = SELECT_VIDEOS.format(where=_checked_where(where))
+    db.execute("BEGIN TRANSACTION")  # rolled back: whatever the selection did is undone
     try:
-        rows = db.execute(SELECT_VIDEOS.format(where=where or "TRUE")).fetchall()
+        rows = db.execute(query).fetchall()
     except duckdb.Error as error:
-        raise TkdsError(f"--where {where!r} is not valid SQL here: {str(error).splitlines()[0]}") from None
-    candidates = []
+        raise TkdsError(
+            f"--where {ids.preview(where)} is not valid SQL here: "
+            f"{ids.preview(str(error).splitlines()[0], 120)}"
+        ) from None
+    finally:
+        db.execute("ROLLBACK")
+    candidates, refused = [], []
     for row in rows:
         (vid, author, unique_id, music, title, text, created, source, path, sha, size, *rest) = row
+        if not ids.is_valid_id(vid):
+            refused.append(f"{INVALID_ID}: {_reason(vid)}")
+            continue
         facts, counts, tags = rest[:10], rest[10:20], rest[20]
         candidates.append(
             Candidate(
-                id=vid, author_id=author, author_unique_id=unique_id, music_id=music, music_title=title,
+                id=vid, author_id=author if ids.is_valid_id(author) else None,
+                author_unique_id=unique_id if ids.is_valid_username(unique_id) else None,
+                music_id=music, music_title=title,
                 description=text,
                 create_time=created, source=source, path=_media_path(path, db_path), sha256=sha, bytes=size,
                 stats=dict(zip(VIDEO_COUNTS, counts[:6], strict=True)),
@@ -80,7 +107,32 @@ def select_candidates(db: duckdb.DuckDBPyConnection, where: str | None, db_path:
                 labels={"target": source},
             )
         )  # fmt: skip
-    return candidates
+    return candidates, refused
+
+
+def _reason(video_id: object) -> str:
+    try:
+        ids.check_id(video_id)
+    except ids.InvalidId as error:
+        return str(error)
+    return ""
+
+
+def _checked_where(where: str | None) -> str:
+    """`where` when it is exactly one SQL expression (subqueries allowed), else a `TkdsError`."""
+    if where is None:
+        return "TRUE"
+    try:
+        duckdb.SQLExpression(where)
+        statements = duckdb.extract_statements(SELECT_VIDEOS.format(where=where))
+    except (duckdb.Error, ValueError) as error:
+        raise TkdsError(
+            f"--where {ids.preview(where)}: give one SQL condition on the videos, such as "
+            f'"v.duration_s < 60" ({ids.preview(str(error).splitlines()[0], 120)})'
+        ) from None
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        raise TkdsError(f"--where {ids.preview(where)}: give one SQL condition, not statements")
+    return where
 
 
 def _media_path(path: str, db_path: Path) -> Path:
@@ -95,8 +147,10 @@ def read_labels(path: Path) -> dict[str, dict]:
     """Per-video labels: a SynthTok corpus card (its factors) or a CSV with an `id` column."""
     try:
         if path.suffix == ".csv":
-            with path.open(newline="") as handle:
-                return {row.pop("id"): row for row in csv.DictReader(handle)}
+            with path.open(newline="", encoding="utf-8") as handle:
+                # a row with more fields than the header has them under the key None: dropped
+                rows = csv.DictReader(handle)
+                return {row.pop("id"): {k: v for k, v in row.items() if k is not None} for row in rows}
         card = json.loads(path.read_text())
         return {
             video["id"]: {
@@ -106,7 +160,9 @@ def read_labels(path: Path) -> dict[str, dict]:
             }
             for video in card["videos"]
         }
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, csv.Error) as error:
+        # the error's text can quote the whole file (a UnicodeDecodeError holds every byte): a prefix only
         raise TkdsError(
-            f"--labels {path}: not a SynthTok corpus.json or a CSV with an id column ({error!r})"
+            f"--labels {path}: not a SynthTok corpus.json or a CSV with an id column "
+            f"({type(error).__name__}: {ids.preview(str(error), 80)})"
         ) from None

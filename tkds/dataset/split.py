@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from tkds.dataset.select import Candidate
+from tkds import ids
 from tkds.errors import TkdsError
+
+if TYPE_CHECKING:  # select imports duckdb, which reading SPLITS must not need (the GPU machine lacks it)
+    from tkds.dataset.select import Candidate
 
 SPLITS = ("train", "val", "test")
 SPLIT_METHODS = ("author", "time", "random")
@@ -18,10 +23,25 @@ def parse_ratios(text: str) -> tuple[float, float, float]:
     try:
         ratios = tuple(float(part) for part in text.split(","))
     except ValueError:
-        raise TkdsError(f"--ratios {text!r}: give three numbers such as 0.8,0.1,0.1") from None
-    if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-6:
-        raise TkdsError(f"--ratios {text!r}: give train,val,test as three non-negative numbers summing to 1")
-    return ratios  # type: ignore[return-value]
+        raise TkdsError(f"--ratios {ids.preview(text)}: give three numbers such as 0.8,0.1,0.1") from None
+    return check_ratios(ratios, text)
+
+
+def check_ratios(ratios: object, shown: object = None) -> tuple[float, float, float]:
+    """`ratios` as train,val,test: three finite non-negative numbers summing to 1, else a `TkdsError`."""
+    numbers = ratios if isinstance(ratios, tuple | list) else ()
+    valid = (
+        len(numbers) == 3
+        and all(isinstance(r, int | float) and not isinstance(r, bool) and math.isfinite(r) for r in numbers)
+        and min(numbers) >= 0
+        and abs(sum(numbers) - 1) <= 1e-6
+    )
+    if not valid:
+        raise TkdsError(
+            f"--ratios {ids.preview(ratios if shown is None else shown)}: "
+            "give train,val,test as three finite, non-negative numbers summing to 1"
+        )
+    return tuple(float(r) for r in numbers)  # type: ignore[return-value]
 
 
 def unit_hash(group: str, seed: int) -> float:
@@ -48,7 +68,8 @@ def assign_splits(
 ) -> dict[str, str]:
     """video id → split.
 
-    - author: the author id is the group, so nobody's videos straddle splits;
+    - author: the author id is the group, so nobody's videos straddle splits; a video whose author id is
+      missing or invalid (not a digit string) is its own group, as an unknown author;
     - random: each video is its own group;
     - time: videos created before `cut` are train; later ones go to val and test in the ratio of those two,
       grouped by author.
@@ -59,7 +80,8 @@ def assign_splits(
         raise TkdsError("--split-by time needs --cut-date YYYY-MM-DD")
     splits = {}
     for video in candidates:
-        group = video.id if method == "random" else (video.author_id or video.id)
+        author_known = method != "random" and ids.is_valid_id(video.author_id)
+        group = video.author_id if author_known else video.id
         value = unit_hash(group, seed)
         if method == "time":
             created = datetime.fromtimestamp(video.create_time or 0, UTC).replace(tzinfo=None)

@@ -6,10 +6,13 @@ H.264/AAC mp4 (short side `size`, never upscaled, a keyframe every second), the 
 a jpg thumbnail, and 32×32 grey frames at 1 fps on stdout for the perceptual hash. With `size=0` nothing
 is decoded: `passthrough` keeps the collected file as it is.
 A failure is a value (`Prepared.error`), never an exception, so one bad file never stops a build.
+The work folder's paths come from `ids.id_path`, so a video id can never name a folder outside it; a
+prepared video is reused only when its facts name the same source sha256 and the same recipe.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -21,6 +24,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 
+from tkds import ids
 from tkds.collector.media import choose_streams, duration_of, probe
 from tkds.dataset.framehash import frame_hashes
 
@@ -29,6 +33,9 @@ HASH_SIDE = 32
 MAX_HASH_FRAMES = 16
 SILENCE_DB = -60.0  # max volume below this is digital silence (the fixture's silent track is about -91 dB)
 VIDEO_SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mp4", ".webm": "webm"}
+# Bump when the ffmpeg command below changes what it writes: prepared videos of another version are redone.
+TRANSCODE_VERSION = 1
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,12 @@ class TranscodeParams:
     fps: float = 15.0
     crf: int = 23
     audio_bitrate: str = "48k"
+
+    def recipe(self) -> str:
+        """Everything that decides a prepared video's bytes, besides its source."""
+        if not self.size:
+            return "passthrough"
+        return json.dumps({"transcode_version": TRANSCODE_VERSION, **asdict(self)}, sort_keys=True)
 
 
 @dataclass
@@ -58,6 +71,8 @@ class Prepared:
     source_acodec: str | None = None
     frame_hash: str | None = None
     source_path: str | None = None  # set by `passthrough`: the sample is this file, without sidecars
+    source_sha256: str | None = None  # what it was prepared from, and how: reuse needs both to match
+    recipe: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -117,35 +132,46 @@ def _from_collection(video_id: str, media: dict) -> Prepared | None:
 
 
 def prepare(
-    video_id: str, source: Path, work: Path, params: TranscodeParams, media: dict | None = None
+    video_id: str,
+    source: Path,
+    work: Path,
+    params: TranscodeParams,
+    media: dict | None = None,
+    sha256: str | None = None,
 ) -> Prepared:
     """Write WORK/ID/{video.EXT, audio.flac, thumb.jpg, facts.json}; the folder appears only when complete.
 
     `media` is the collector's record of the file; without its stream choice, ffprobe runs here.
+    `sha256` is the source's, recorded in the facts so that a later run reuses them only for the same file.
     """
-    done = work / video_id
-    partial = work / f"{video_id}.partial"
+    done = ids.id_path(work, video_id)
+    partial = ids.id_path(work, video_id, ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     prepared = _from_collection(video_id, media or {}) or _from_probe(video_id, source)
     if prepared.error is not None:
         return prepared
-    partial.mkdir(parents=True)
     prepared.width, prepared.height = output_size(prepared.width, prepared.height, params.size)
-    prepared.fps = params.fps
-    error = _run_ffmpeg(source, partial, prepared, params)
-    if error is None and prepared.duration_s is None:
-        probed = probe(partial / f"video.{prepared.video_ext}")
-        prepared.duration_s = duration_of(probed, {})
-    if error is not None:
-        shutil.rmtree(partial, ignore_errors=True)
-        return Prepared(video_id, error=error)
-    (partial / "facts.json").write_text(prepared.to_json())
-    shutil.rmtree(done, ignore_errors=True)
-    os.replace(partial, done)
-    return prepared
+    prepared.fps, prepared.source_sha256, prepared.recipe = params.fps, sha256, params.recipe()
+    try:
+        partial.mkdir(parents=True)
+        error = _run_ffmpeg(source, partial, prepared, params)
+        if error is None and prepared.duration_s is None:
+            probed = probe(partial / f"video.{prepared.video_ext}")
+            prepared.duration_s = duration_of(probed, {})
+        if error is None:
+            (partial / "facts.json").write_text(prepared.to_json())
+            shutil.rmtree(done, ignore_errors=True)
+            os.replace(partial, done)
+            return prepared
+    except OSError as failure:
+        if failure.errno not in FULL_DISK:
+            raise
+        error = "disk_full: no space left on device"
+    shutil.rmtree(partial, ignore_errors=True)
+    return Prepared(video_id, error=error)
 
 
-def passthrough(video_id: str, source: Path, media: dict) -> Prepared:
+def passthrough(video_id: str, source: Path, media: dict, sha256: str | None = None) -> Prepared:
     """`--size 0`: the collected file as the sample, described by the collector's probe; no decoding."""
     return Prepared(
         video_id,
@@ -159,13 +185,25 @@ def passthrough(video_id: str, source: Path, media: dict) -> Prepared:
         source_acodec=media.get("acodec"),
         frame_hash=media.get("frame_hash"),
         source_path=str(source),
+        source_sha256=sha256,
+        recipe=TranscodeParams(size=0).recipe(),
     )
 
 
-def load_prepared(work: Path, video_id: str) -> Prepared | None:
-    """The facts of a video prepared by an earlier (perhaps killed) run, or None."""
-    facts = work / video_id / "facts.json"
-    return Prepared(**json.loads(facts.read_text())) if facts.is_file() else None
+def load_prepared(work: Path, video_id: str, sha256: str, params: TranscodeParams) -> Prepared | None:
+    """The facts of a video an earlier (perhaps killed) run prepared from the same source the same way.
+
+    None when there are none, when they are unreadable, or when the source sha256 or the recipe differ:
+    then the video is prepared again.
+    """
+    facts = ids.id_path(work, video_id) / "facts.json"
+    try:
+        prepared = Prepared(**json.loads(facts.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    same = prepared.source_sha256 == sha256 and prepared.recipe == params.recipe()
+    whole = prepared.error is None and prepared.video_id == video_id and prepared.video_ext == "mp4"
+    return prepared if same and whole else None
 
 
 def _run_ffmpeg(source: Path, out: Path, prepared: Prepared, params: TranscodeParams) -> str | None:
