@@ -117,7 +117,7 @@ def test_api_gives_every_field(base_url: str, small_corpus: Path) -> None:
     )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["likes"] >= 0 and body["interval"][0] <= body["interval"][1]
+    assert 0 <= body["interval"][0] <= body["likes"] <= body["interval"][1]
     assert body["followers"] == 5000 and not body["followers_assumed"]
     scores = [tag["score"] for tag in body["hashtags"]]
     assert len(scores) == 5 and scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)

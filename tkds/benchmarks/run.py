@@ -1,15 +1,24 @@
 """`tkds bench`: for each method × seed, train (or reuse), embed every split, run the tasks, then rank.
 
-A run folder holds METHOD/seedK/{checkpoint.pt, train.jsonl, embeddings.parquet, metrics.json} and
-`leaderboard.{json,md,html}`. A cell with metrics.json is done and skipped on a re-run; a failed cell
-writes error.json with its reason, the rest goes on, and the next run tries it again.
+A run folder holds run.json, METHOD/seedK/{cell.json, checkpoint.pt, train.jsonl, embeddings.parquet,
+metrics.json} and `leaderboard.{json,md,html}`. Reuse is only of what is provably the same: run.json
+records what the run's results depend on (the shards' identity from their dataset.json, the label
+column, the tasks, the preset and the tkds version), and a re-run into the same folder with any of them
+different is refused in one line. Each cell records the fingerprint of those settings with its method
+and seed in cell.json; a cell is skipped on a re-run only when its metrics.json carries that fingerprint,
+resumed (its checkpoint) only when its cell.json does, and otherwise cleared and computed afresh.
+A failed cell writes error.json with its reason, the rest goes on, and the next run tries it again.
+The whole run holds an exclusive lock on the folder: a second `tkds bench` into it is refused.
 Reference rows need no training: `metadata-only` (author statistics), `sound-id` (one-hot of the
 sound) and, when the shards come from SynthTok, the Bayes-optimal likes R² from its corpus card.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -25,10 +34,17 @@ from tkds.benchmarks.tasks import TASKS, run_tasks
 from tkds.console import console
 from tkds.dataset.split import SPLITS
 from tkds.errors import TkdsError
-from tkds.files import write_json
+from tkds.files import LOCK_NAME, exclusive_folder, write_json
+from tkds.ids import preview
 
 REFERENCE_METHODS = {"metadata-only": "metadata_only", "sound-id": "sound_onehot"}
 DEFAULT_METHODS = ("random", "simclr", "av-simclr", "metadata-only", "sound-id")
+RUN_RECORD = "run.json"
+CELL_RECORD = "cell.json"
+MAX_SEEDS = 100
+DEVICE = re.compile(r"cpu|cuda(:[0-9]{1,2})?")
+# A label column is a key of the samples' `labels`: a short plain name.
+LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass
@@ -45,9 +61,16 @@ class BenchSummary:
 
 def _manifest(shards: Path) -> dict:
     try:
-        return json.loads((shards / "dataset.json").read_text())
+        manifest = json.loads((shards / "dataset.json").read_text())
     except (OSError, ValueError):
         raise TkdsError(f"{shards} holds no dataset.json; build shards with tkds shard first") from None
+    if (
+        not isinstance(manifest, dict)
+        or not isinstance(manifest.get("shards"), dict)
+        or not manifest["shards"]
+    ):
+        raise TkdsError(f"{shards / 'dataset.json'} lists no shards; rebuild them with tkds shard")
+    return manifest
 
 
 def _row(meta: dict, label_column: str) -> dict:
@@ -127,6 +150,122 @@ def _clean(metrics: dict) -> dict:
     }
 
 
+def dataset_identity(manifest: dict) -> str:
+    """sha256 of the shards' names and contents as their dataset.json lists them (each tar's sha256, which
+    `tkds shard --verify` checks): the bytes every cell reads, whatever the build's own bookkeeping."""
+    shards = manifest["shards"]
+    identity = {
+        url: entry.get("sha256") if isinstance(entry, dict) else None for url, entry in shards.items()
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def fingerprint(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def check_options(methods: tuple[str, ...], seeds: object, tasks: tuple[str, ...] | None,
+                  label: str | None, device: str | None) -> tuple[str, ...]:  # fmt: skip
+    """Refuse bad bench options in one line each, before anything is read or written.
+
+    Returns the methods, each once."""
+    from tkds.models.methods import METHODS
+
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        raise TkdsError(f"--seeds must be a whole number from 1 to {MAX_SEEDS}, not {_named(str(seeds))}")
+    valid = ", ".join([*METHODS, *REFERENCE_METHODS])
+    if not methods:
+        raise TkdsError(f"--methods names no method; choose from {valid}")
+    unknown = [m for m in methods if m not in METHODS and m not in REFERENCE_METHODS]
+    if unknown:
+        raise TkdsError(f"unknown method {', '.join(map(_named, unknown))}; choose from {valid}")
+    unknown = [t for t in tasks or () if t not in TASKS]
+    if unknown or tasks == ():
+        shown = ", ".join(map(_named, unknown)) or "(none)"
+        raise TkdsError(f"unknown task {shown}; choose from {', '.join(TASKS)}")
+    if label is not None and not (isinstance(label, str) and LABEL.fullmatch(label)):
+        raise TkdsError(f"--label {_named(label)}: not a label column name (letters, digits, _ . -)")
+    if device is not None:
+        _check_device(device)
+    return tuple(dict.fromkeys(methods))
+
+
+def _named(value: object) -> str:
+    """A plain name as it is; anything else as a short quoted prefix."""
+    return value if isinstance(value, str) and re.fullmatch(r"[\w.:-]{1,40}", value) else preview(value)
+
+
+def _check_device(device: object) -> None:
+    if not isinstance(device, str) or not DEVICE.fullmatch(device):
+        raise TkdsError(f"--device {_named(device)}: use cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            seen = f"only {count} CUDA device(s) are visible" if count else "no CUDA device is visible"
+            raise TkdsError(f"--device {device}: {seen}; use --device cpu or another index")
+
+
+def _short(value: object) -> str:
+    text = ",".join(value) if isinstance(value, list) else str(value)
+    return preview(text[:12] if re.fullmatch(r"[0-9a-f]{64}", text) else text, 60)
+
+
+def _claim_run(out: Path, shards: Path, settings: dict) -> None:
+    """Refuse a folder that holds a run with other settings (or no run at all); record ours in run.json."""
+    record = out / RUN_RECORD
+    if record.exists():
+        try:
+            previous = json.loads(record.read_text())
+        except (OSError, ValueError):
+            previous = None
+        if not isinstance(previous, dict):
+            raise TkdsError(f"--out {out} has an unreadable {RUN_RECORD}; choose another --out")
+        changed = [key for key in settings if previous.get(key) != settings[key]]
+        if "dataset" in changed:
+            raise TkdsError(
+                f"--out {out} holds a run on other shards ({preview(previous.get('shards'), 80)}, dataset "
+                f"{_short(previous.get('dataset'))}; --shards {shards} is {_short(settings['dataset'])}); "
+                "use another --out, or those shards to add to that run"
+            )
+        if changed:
+            differences = ", ".join(
+                f"{key} {_short(previous.get(key))}, now {_short(settings[key])}" for key in changed
+            )
+            raise TkdsError(
+                f"--out {out} holds a run with other settings ({differences}); "
+                "use the same ones to add to it, or another --out"
+            )
+    elif any(path.name != LOCK_NAME for path in out.iterdir()):
+        raise TkdsError(
+            f"--out {out} is not empty and holds no tkds bench run (no {RUN_RECORD}: other files, or a run "
+            "of an older tkds); choose an empty or new --out"
+        )
+    write_json(record, {"format": "tkds-bench-run", **settings, "shards": str(shards.resolve())}, indent=1)
+
+
+def _recorded_fingerprint(path: Path) -> str | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("fingerprint") if isinstance(record, dict) else None
+
+
+def _open_cell(cell: Path, cell_fingerprint: str, inputs: dict) -> bool:
+    """Whether `cell` is done with these inputs; a cell of other inputs (or of none recorded) is cleared,
+    so that neither its metrics nor its checkpoint outlive them."""
+    if _recorded_fingerprint(cell / CELL_RECORD) == cell_fingerprint:
+        return _recorded_fingerprint(cell / "metrics.json") == cell_fingerprint
+    if cell.exists():
+        shutil.rmtree(cell)
+    cell.mkdir(parents=True)
+    write_json(cell / CELL_RECORD, {"fingerprint": cell_fingerprint, **inputs}, indent=1)
+    return False
+
+
 def bench(
     shards: str | Path,
     out: str | Path,
@@ -139,52 +278,64 @@ def bench(
     progress: bool = True,
 ) -> BenchSummary:
     """Train, embed and score every method × seed on `shards`, then write the leaderboard into `out`."""
-    from tkds.models.methods import METHODS
     from tkds.models.presets import get_preset
 
     started = time.perf_counter()
     shards, out = Path(shards), Path(out)
-    manifest = _manifest(shards)
+    methods = check_options(tuple(methods), seeds, None if tasks is None else tuple(tasks), label, device)
     recipe = get_preset(preset)
-    unknown = [m for m in methods if m not in METHODS and m not in REFERENCE_METHODS]
-    if unknown:
-        valid = ", ".join([*METHODS, *REFERENCE_METHODS])
-        raise TkdsError(f"unknown method {', '.join(unknown)}; choose from {valid}")
+    manifest = _manifest(shards)
     task_names = tuple(tasks or TASKS)
     label_column = label or manifest.get("label_column", "category")
-    out.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "dataset": dataset_identity(manifest),
+        "label_column": label_column,
+        "tasks": sorted(task_names),
+        "preset": recipe.name,
+        "preset_config_hash": recipe.config_hash(),
+        "tkds_version": tkds.__version__,
+    }
     summary = BenchSummary()
-    metadata = metadata_table(shards, label_column)
-    for method in methods:
-        for seed in range(seeds):
-            cell = out / method / f"seed{seed}"
-            name = f"{method}/seed{seed}"
-            if (cell / "metrics.json").exists():
-                summary.reused.append(name)
-                continue
-            cell.mkdir(parents=True, exist_ok=True)
-            console.print(f"[bold]{name}[/]")
-            try:
-                if method in REFERENCE_METHODS:
-                    record = _reference_cell(metadata, method, seed, task_names, summary)
-                else:
-                    record = _learned_cell(shards, cell, method, recipe, seed, task_names, label_column,
-                                           device, progress, summary)  # fmt: skip
-            except (TkdsError, RuntimeError, ValueError) as error:
-                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-                summary.failed[name] = reason
-                write_json(
-                    cell / "error.json", {"error": reason, "traceback": traceback.format_exc()}, indent=1
-                )
-                console.print(f"[red]failed[/] {name}: {reason}")
-                continue
-            (cell / "error.json").unlink(missing_ok=True)
-            record.update(method=method, seed=seed, tkds_version=tkds.__version__, label_column=label_column)
-            write_json(cell / "metrics.json", record, indent=1)
-            summary.done.append(name)
-    summary.wall_s = time.perf_counter() - started
-    write_leaderboard(out, shards, manifest, methods, seeds, metadata)
+    with exclusive_folder(out, "--out"):
+        _claim_run(out, shards, settings)
+        metadata = metadata_table(shards, label_column)
+        for method in methods:
+            for seed in range(seeds):
+                _run_cell(shards, out, method, seed, settings, recipe, task_names, label_column, metadata,
+                          device, progress, summary)  # fmt: skip
+        summary.wall_s = time.perf_counter() - started
+        write_leaderboard(out, shards, manifest, methods, seeds, metadata)
     return summary
+
+
+def _run_cell(shards: Path, out: Path, method: str, seed: int, settings: dict, recipe,
+              task_names: tuple[str, ...], label_column: str, metadata: pl.DataFrame, device: str | None,
+              progress: bool, summary: BenchSummary) -> None:  # fmt: skip
+    cell = out / method / f"seed{seed}"
+    name = f"{method}/seed{seed}"
+    inputs = {**settings, "method": method, "seed": seed}
+    cell_fingerprint = fingerprint(inputs)
+    if _open_cell(cell, cell_fingerprint, inputs):
+        summary.reused.append(name)
+        return
+    console.print(f"[bold]{name}[/]")
+    try:
+        if method in REFERENCE_METHODS:
+            record = _reference_cell(metadata, method, seed, task_names, summary)
+        else:
+            record = _learned_cell(shards, cell, method, recipe, seed, task_names, label_column,
+                                   device, progress, summary)  # fmt: skip
+    except (TkdsError, RuntimeError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        summary.failed[name] = reason
+        write_json(cell / "error.json", {"error": reason, "traceback": traceback.format_exc()}, indent=1)
+        console.print(f"[red]failed[/] {name}: {reason}")
+        return
+    (cell / "error.json").unlink(missing_ok=True)
+    record.update(method=method, seed=seed, tkds_version=tkds.__version__, label_column=label_column,
+                  fingerprint=cell_fingerprint)  # fmt: skip
+    write_json(cell / "metrics.json", record, indent=1)
+    summary.done.append(name)
 
 
 def _reference_cell(metadata: pl.DataFrame, method: str, seed: int, tasks: tuple[str, ...],

@@ -2,7 +2,9 @@
 corpus thumbnails, and a health check.
 
 Uploads over the limit get 413 from their Content-Length alone, or once the counted bytes pass it,
-before the rest is read. Bad input is a 4xx with one clear sentence: JSON
+before the rest is read; a video whose streams declare more than the predictor's `UploadLimits` (frame
+size, duration, frame count) gets 413 from its probe, before any frame is decoded. Form fields are
+bounded (followers 0 to 10¹⁰, caption and URL lengths). Bad input is a 4xx with one clear sentence: JSON
 `{"error": …}` under /api/, the page with the message elsewhere. Predictions run one at a time in a
 worker thread, so the server keeps answering while one runs.
 """
@@ -25,21 +27,23 @@ import tkds
 from tkds.errors import TkdsError
 from tkds.serve.fetch import fetch_video
 from tkds.serve.page import render_page
-from tkds.serve.predictor import PredictError, Prediction, Predictor
+from tkds.serve.predictor import MAX_CAPTION, MAX_FOLLOWERS, PredictError, Prediction, Predictor
 
 JSON_PATHS = ("/api/", "/thumbs/", "/healthz")
 
 # The form fields of the page and the API, at module level where FastAPI resolves annotations.
 VideoFile = Annotated[UploadFile | None, File(description="The video: an mp4 (or mov, webm, mkv).")]
 VideoUrl = Annotated[
-    str | None, Form(description="Instead of a file: a TikTok video URL, fetched by the server.")
+    str | None,
+    Form(max_length=2048, description="Instead of a file: a TikTok video URL, fetched by the server."),
 ]
 Followers = Annotated[
-    int | None, Form(ge=0, description="The creator's follower count; default: the corpus median.")
+    int | None,
+    Form(ge=0, le=MAX_FOLLOWERS, description="The creator's follower count; default: the corpus median."),
 ]
 Caption = Annotated[
     str | None,
-    Form(max_length=2200, description="The planned caption; only marks suggested tags already in it."),
+    Form(max_length=MAX_CAPTION, description="The planned caption; only marks suggested tags already in it."),
 ]
 
 
@@ -157,7 +161,7 @@ def create_app(
 
     errors = {
         400: "no video, or a bad URL",
-        413: "over the upload limit",
+        413: "over the upload limit, or the video's frame size, duration or frame count over the server's",
         415: "not a video file",
         422: "an undecodable video, or invalid fields",
         502: "the TikTok URL could not be fetched",

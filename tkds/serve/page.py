@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from tkds.serve.predictor import Prediction, Predictor
+from tkds.serve.predictor import MAX_CAPTION, MAX_FOLLOWERS, Prediction, Predictor
 
 STYLE = """
 *{box-sizing:border-box}
@@ -63,8 +63,8 @@ def _ordinal(n: int) -> str:
 
 def _likes(p: Prediction) -> str:
     interval = (
-        f"80 % interval {_number(p.interval[0])} – {_number(p.interval[1])} "
-        "(10th–90th percentile of the regressor's residuals on the test split)"
+        f"80 % interval {_number(p.interval[0])} – {_number(p.interval[1])}: the regressor's prediction "
+        "plus the 10th–90th percentile of its residuals on the test split (the estimate: their median)"
         if p.interval
         else "no interval: too few test videos with likes"
     )
@@ -143,9 +143,10 @@ def render_page(
         "<label>Video file (mp4)<input type='file' name='file' accept='video/mp4,video/*'></label>"
         f"<label>or a TikTok video URL<input type='url' name='url' value='{escape(form.get('url', ''))}' "
         "placeholder='https://www.tiktok.com/@user/video/…'></label>"
-        f"<label>Your followers (optional)<input type='number' name='followers' min='0' step='1' "
+        "<label>Your followers (optional)<input type='number' name='followers' min='0' "
+        f"max='{MAX_FOLLOWERS}' step='1' "
         f"value='{escape(form.get('followers', ''))}'></label>"
-        f"<label>Planned caption (optional)<input type='text' name='caption' maxlength='2200' "
+        f"<label>Planned caption (optional)<input type='text' name='caption' maxlength='{MAX_CAPTION}' "
         f"value='{escape(form.get('caption', ''))}'></label>"
         "<div><button type='submit'>Predict</button></div>"
     )

@@ -2,7 +2,9 @@
 
 From the run's chosen method (the best learned row of its leaderboard unless named):
 - likes: RidgeCV on [content embedding, log(1 + followers)] over the train split, as the likes task fits
-  it; the interval is the 10th–90th percentile of the test split's residuals in log(1 + likes);
+  it, plus the 10th, 50th and 90th percentile of the test split's residuals in log(1 + likes): the
+  estimate is the median and the interval the 10th–90th, so the interval holds the estimate by
+  construction (one monotone map takes all three to likes);
 - hashtags: the kNN vote of the hashtags task (k = 20, cosine) over the train videos' tags, as the
   similarity-weighted share of those neighbours that used each tag; the caption is never an input;
 - similar videos: cosine nearest neighbours among every embedded video of the run;
@@ -10,12 +12,20 @@ From the run's chosen method (the best learned row of its leaderboard unless nam
   cohort, the corpus videos with the majority label of its 20 nearest neighbours (all videos when that
   cohort has fewer than 5), next to the run's own finding on originality against likes.
 Captions, likes, TikTok links and thumbnails of the corpus come from the run's shards, read by offset.
+
+An upload is probed first (ffprobe, in its own process, which reads the container and counts packets
+without decoding) and refused with 413 past `UploadLimits`; it is then decoded in this process, only the
+frames its eval clips need, and when those would take over MAX_DECODED_BYTES at full size, scaled and
+centre-cropped inside the decoder to the shards' frame size: memory is bounded by the limits, not by
+what the file declares.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -27,11 +37,20 @@ import polars as pl
 
 from tkds.dataset.split import SPLITS
 from tkds.errors import TkdsError
+from tkds.ids import preview
 
 TOP_TAGS = 5
 SIMILAR = 10
 COHORT_NEIGHBOURS = 20
-INTERVAL_PERCENTILES = (10, 90)
+INTERVAL_PERCENTILES = (10, 50, 90)  # the interval's ends and the estimate
+MAX_FOLLOWERS = 10**10  # more than anyone has; past it the fit is pure extrapolation
+MAX_CAPTION = 2200  # TikTok's own limit
+MAX_LIKES = 10**12  # estimates are capped here: a linear fit far outside its data can say anything
+# The short side of decoded upload frames when the shards kept their sources' size (--size 0).
+DECODE_SIDE = 256
+# Uploads whose eval frames would take more than this at full size are scaled inside the decoder (which is
+# slower, so smaller ones are decoded as the bench decodes its shards).
+MAX_DECODED_BYTES = 2**28
 CLIPS = 4  # as the bench embeds
 # |ρ| below this is reported as "little difference" rather than a direction.
 FINDING_THRESHOLD = 0.1
@@ -46,6 +65,70 @@ class PredictError(TkdsError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """What an upload may declare: its largest video stream's size, its duration and its frame count."""
+
+    max_width: int = 4096
+    max_height: int = 4096
+    max_seconds: float = 600.0
+    max_frames: int = 18_000  # 10 minutes at 30 fps
+
+    def check(self, facts: dict, name: str) -> dict:
+        """The video stream to decode from ffprobe's `facts`; PredictError (413, 422) naming the limit."""
+        from tkds.collector.media import choose_streams, duration_of
+
+        video, _ = choose_streams(facts)
+        if video is None:
+            raise PredictError(f"{name} has no video stream; upload an mp4 with video", 422)
+        for stream in (s for s in facts.get("streams", []) if s.get("codec_type") == "video"):
+            width, height = _whole(stream.get("width")), _whole(stream.get("height"))
+            if not width or not height:
+                raise PredictError(f"{name}: a video stream declares no frame size; upload an mp4", 422)
+            if width > self.max_width or height > self.max_height:
+                raise PredictError(
+                    f"{name} has {width}×{height} frames; this server takes at most "
+                    f"{self.max_width}×{self.max_height}",
+                    413,
+                )
+            frames = max(_whole(stream.get("nb_frames")), _whole(stream.get("nb_read_packets")))
+            if frames > self.max_frames:
+                raise PredictError(
+                    f"{name} has {frames:,} frames; this server takes at most {self.max_frames:,}", 413
+                )
+        duration = duration_of(facts, video)
+        if duration is not None and not (math.isfinite(duration) and duration <= self.max_seconds):
+            raise PredictError(
+                f"{name} lasts {duration:,.0f} s; this server takes at most {self.max_seconds:,.0f} s", 413
+            )
+        return video
+
+
+def _whole(value: object) -> int:
+    """A count or size from ffprobe's json (a number, a digit string, "N/A" or absent) as an int, else 0."""
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, str) and value.isdigit() else 0
+
+
+def likes_with_interval(
+    log_likes: float, band: tuple[float, ...] | None
+) -> tuple[int, tuple[int, int] | None]:
+    """(estimate, 80 % interval) in likes, from the fit's log(1 + likes) and the residual percentiles.
+
+    The estimate is the fit plus the median residual and the interval the fit plus the 10th and 90th:
+    three ordered numbers under one monotone map (capped expm1, rounded), so low ≤ estimate ≤ high.
+    """
+    if band is None:
+        return _likes(log_likes), None
+    low, middle, high = (_likes(log_likes + residual) for residual in sorted(band))
+    return middle, (low, high)
+
+
+def _likes(log1p_likes: float) -> int:
+    return round(float(np.expm1(np.clip(log1p_likes, 0.0, math.log1p(MAX_LIKES)))))
 
 
 @dataclass(frozen=True)
@@ -67,7 +150,7 @@ class Similar:
 
 @dataclass(frozen=True)
 class Prediction:
-    likes: int
+    likes: int  # the fit plus the test split's median residual
     interval: tuple[int, int] | None  # 10th–90th percentile, from the test split's residuals
     followers: int
     followers_assumed: bool
@@ -156,9 +239,61 @@ def read_corpus(shards: Path) -> dict[str, CorpusVideo]:
     return corpus
 
 
+def _shard_side(shards: Path) -> int:
+    """The short side the shards' videos were scaled to, or DECODE_SIDE when they kept their own."""
+    try:
+        size = json.loads((shards / "dataset.json").read_text())["params"]["size"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return DECODE_SIDE
+    return size if isinstance(size, int) and 0 < size <= DECODE_SIDE else DECODE_SIDE
+
+
+def probe_upload(video: bytes, name: str) -> dict:
+    """ffprobe's facts of an upload (container and stream headers, packets counted, nothing decoded)."""
+    from tkds.collector.media import probe
+
+    with tempfile.TemporaryDirectory(prefix="tkds-upload-") as folder:
+        path = Path(folder) / "upload"
+        try:
+            path.write_bytes(video)
+        except OSError as error:
+            raise PredictError(
+                f"the server cannot hold {name} now ({error.strerror}); try later", 503
+            ) from None
+        try:
+            return probe(path)
+        except (ValueError, OSError) as error:
+            reason = str(error).rsplit(": ", 1)[-1].strip().rstrip(".")[:200]
+            message = f"{name} cannot be decoded as a video ({reason}); upload a whole mp4 file"
+            raise PredictError(message, 422) from None
+
+
+def decoder_transforms(width: int, height: int, side: int) -> list:
+    """Scale so the short side is `side` (never up), then crop the centre square the eval clips use."""
+    from torchcodec.transforms import CenterCrop, Resize
+
+    from tkds.dataset.transcode import output_size
+
+    scaled_width, scaled_height = output_size(width, height, side)
+    square = min(scaled_width, scaled_height)
+    return [Resize((scaled_height, scaled_width)), CenterCrop((square, square))]
+
+
 def looks_like_video(data: bytes) -> bool:
     """Whether `data` opens like an mp4/mov or Matroska/WebM file."""
     return data[4:8] in MP4_BOXES or data.startswith(MATROSKA_MAGIC)
+
+
+def check_fields(followers: object, caption: object) -> None:
+    """PredictError (422) unless followers is a whole number in 0..MAX_FOLLOWERS and the caption fits."""
+    if followers is not None and (
+        isinstance(followers, bool) or not isinstance(followers, int) or not 0 <= followers <= MAX_FOLLOWERS
+    ):
+        raise PredictError(
+            f"followers must be a whole number from 0 to {MAX_FOLLOWERS:,}, not {preview(followers)}", 422
+        )
+    if caption is not None and (not isinstance(caption, str) or len(caption) > MAX_CAPTION):
+        raise PredictError(f"the caption must be text of at most {MAX_CAPTION:,} characters", 422)
 
 
 def caption_tags(caption: str | None) -> set[str]:
@@ -197,7 +332,7 @@ class Predictor:
     x: np.ndarray  # the corpus embedding per the row's features
     corpus: dict[str, CorpusVideo]
     likes_model: object
-    residual_band: tuple[float, float] | None
+    residual_band: tuple[float, float, float] | None  # 10th, 50th, 90th percentile in log(1 + likes)
     median_followers: int
     vocabulary: list[str]
     train_x: np.ndarray
@@ -206,6 +341,8 @@ class Predictor:
     corpus_scores: np.ndarray
     labels: np.ndarray
     finding: str
+    decode_side: int = DECODE_SIDE  # the short side of decoded upload frames
+    limits: UploadLimits = field(default_factory=UploadLimits)
     load_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -214,8 +351,11 @@ class Predictor:
         return f"{self.row['method']} ({self.row['features']})"
 
     @classmethod
-    def load(cls, run: str | Path, method: str | None = None) -> Predictor:
-        """Check `run`, load its method's checkpoint and embeddings, and fit every read-out once."""
+    def load(
+        cls, run: str | Path, method: str | None = None, limits: UploadLimits | None = None
+    ) -> Predictor:
+        """Check `run`, load its method's checkpoint and embeddings, and fit every read-out once;
+        `limits` bound the uploads it takes."""
         from sklearn.ensemble import IsolationForest
         from sklearn.impute import SimpleImputer
         from sklearn.linear_model import RidgeCV
@@ -263,14 +403,16 @@ class Predictor:
 
         unit = l2_normalise(x)
         forest = IsolationForest(n_estimators=TREES, random_state=0).fit(unit)
+        shards = Path(board["dataset"]["shards"])
+        model = load_method(cell / "checkpoint.pt")
         return cls(
             run=run,
             row=row,
             label_column=board["dataset"].get("label_column") or "label",
-            model=load_method(cell / "checkpoint.pt"),
+            model=model,
             keys=table["key"].to_list(),
             x=x,
-            corpus=read_corpus(Path(board["dataset"]["shards"])),
+            corpus=read_corpus(shards),
             likes_model=likes_model,
             residual_band=band,
             median_followers=int(table["followers"].median() or 0),
@@ -281,6 +423,8 @@ class Predictor:
             corpus_scores=-forest.score_samples(unit),
             labels=table["label"].to_numpy(),
             finding=finding_text(row),
+            decode_side=max(_shard_side(shards), model.preset.size),
+            limits=limits or UploadLimits(),
             load_s=time.perf_counter() - started,
         )
 
@@ -306,8 +450,13 @@ class Predictor:
         spec = ClipSpec(preset.frames, preset.size, preset.audio_seconds, preset.sample_rate, preset.n_mels,
                         CLIPS, train=False)  # fmt: skip
         started = time.perf_counter()
+        stream = self.limits.check(probe_upload(video, name), name)
+        width, height = stream["width"], stream["height"]
+        full_size = spec.views * spec.frames * width * height * 3
+        small = full_size <= MAX_DECODED_BYTES
+        transforms = None if small else decoder_transforms(width, height, self.decode_side)
         try:
-            example = example_from_video(video, spec, key=name)
+            example = example_from_video(video, spec, key=name, transforms=transforms)
         except TkdsError as error:
             raise PredictError(str(error), 422) from error
         decoded = time.perf_counter()
@@ -325,8 +474,7 @@ class Predictor:
         from tkds.benchmarks.tasks.hashtags import K_NEIGHBOURS
         from tkds.benchmarks.tasks.originality import MIN_COHORT
 
-        if followers is not None and followers < 0:
-            raise PredictError(f"followers must be 0 or more, not {followers}", 422)
+        check_fields(followers, caption)
         with self._lock:
             query, has_audio, timings = self.embed(video, name)
             started = time.perf_counter()
@@ -338,12 +486,11 @@ class Predictor:
                 followers = self.median_followers
                 notes.append(f"No follower count given: assumed the corpus median, {followers:,}.")
             log_likes = float(self.likes_model.predict(np.column_stack([query, [np.log1p(followers)]]))[0])
-            interval = None
+            likes, interval = likes_with_interval(log_likes, self.residual_band)
             if self.residual_band is None:
                 notes.append("The test split has too few videos with likes for an interval.")
-            else:
-                low, high = (max(0, round(float(np.expm1(log_likes + r)))) for r in self.residual_band)
-                interval = (low, high)
+            if max(likes, *(interval or ())) >= MAX_LIKES:
+                notes.append(f"The fit is far outside its data here: likes are capped at {MAX_LIKES:,}.")
 
             shares = knn_vote(query, self.train_x, self.train_tags, K_NEIGHBOURS)[0]
             shares = shares[:-1] / shares[-1]
@@ -378,7 +525,7 @@ class Predictor:
             percentile = 100.0 * (np.sum(scores < score) + 0.5 * np.sum(scores == score)) / len(scores)
             timings["predict_ms"] = (time.perf_counter() - started) * 1e3
         return Prediction(
-            likes=max(0, round(float(np.expm1(log_likes)))),
+            likes=likes,
             interval=interval,
             followers=followers,
             followers_assumed=assumed,
