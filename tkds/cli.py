@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 import click
@@ -84,7 +87,11 @@ def _print_synth_summary(summary) -> None:
     "--corpus", type=click.Path(path_type=Path), required=True, help="A corpus in the collection layout."
 )
 @click.option(
-    "--port", default=8080, show_default=True, help="The proxy's port on 127.0.0.1 (0: any free port)."
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="The proxy's port on 127.0.0.1 (0: any free port).",
 )
 @click.option(
     "--ca-out", type=click.Path(path_type=Path), default=Path("tkds-twin-ca.pem"), show_default=True
@@ -164,10 +171,11 @@ def collect(
 ) -> None:
     """Collect TikTok videos, audio and metadata into DuckDB, from TikTok's real URLs."""
     from tkds.collector.collect import collect as run_collect
+    from tkds.collector.sources import read_video_urls
 
     if media is None and not no_media:
         raise TkdsError("pass --media DIR for the mp4 files, or --no-media for metadata only")
-    video_urls = [line.strip() for line in urls.read_text().splitlines() if line.strip()] if urls else []
+    video_urls = read_video_urls(urls) if urls else []
     summary = run_collect(
         db,
         hashtags=list(hashtag),
@@ -191,14 +199,17 @@ def collect(
 
 def _print_collect_summary(summary, db: Path, comments: int) -> None:
     table = Table(title=f"Collected into {db}", show_header=False)
-    table.add_row("targets", f"{summary.targets_done} done, {len(summary.targets_failed)} failed")
+    from tkds.collector.collect import owed_text
+
+    targets = f"{summary.targets_done} done, {len(summary.targets_failed)} failed"
+    table.add_row("targets", f"{targets}; owed: {owed_text(summary.targets_owed)}")
     table.add_row("videos", f"{summary.videos_new} new, {summary.videos_updated} updated")
     failures = ", ".join(f"{n} {r}" for r, n in summary.detail_failures.items()) or "none"
-    table.add_row("video pages", f"{summary.details_ok} ok; failed: {failures}")
+    owed = owed_text(summary.videos_owed)
+    table.add_row("video pages", f"{summary.details_ok} ok; failed: {failures}; owed: {owed}")
     media_failures = ", ".join(f"{n} {r}" for r, n in summary.media_failures.items()) or "none"
-    table.add_row(
-        "media", f"{summary.media_ok} ok ({summary.media_bytes / 1e6:.1f} MB); failed: {media_failures}"
-    )
+    media = f"{summary.media_ok} ok ({summary.media_bytes / 1e6:.1f} MB); failed: {media_failures}"
+    table.add_row("media", f"{media}; owed: {owed_text(summary.media_owed)}")
     if comments:
         table.add_row("comments", str(summary.comments))
     stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in summary.stage_s.items())
@@ -221,6 +232,8 @@ def _print_collect_summary(summary, db: Path, comments: int) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def import_(db: Path, media: Path | None, files: tuple[Path, ...]) -> None:
     """Ingest saved TikTok captures (page HTML, API JSON, item lists, SIGI_STATE dumps) into DuckDB."""
+    from rich.markup import escape
+
     from tkds.collector.importer import import_captures
 
     summary = import_captures(db, list(files), media=media)
@@ -234,11 +247,17 @@ def import_(db: Path, media: Path | None, files: tuple[Path, ...]) -> None:
         "failures by reason", ", ".join(f"{n} {r}" for r, n in summary.failures_by_reason.items()) or "0"
     )
     table.add_row(
+        "refused (invalid ids)", ", ".join(f"{n} {r}" for r, n in summary.refused.most_common()) or "0"
+    )
+    table.add_row(
         "wall time", f"{summary.wall_s:.2f} s ({summary.files / max(summary.wall_s, 1e-9):.0f} files/s)"
     )
     console.print(table)
     for file, reason in summary.failures.items():
-        console.print(f"[yellow]skipped[/] {file}: {reason}")
+        console.print(f"[yellow]skipped[/] {escape(file)}: {escape(reason)}")
+    for file, refusal in summary.refusals.items():
+        if file not in summary.failures:
+            console.print(f"[yellow]refused[/] in {escape(file)}: {escape(refusal)}")
     if summary.files and not summary.imported:
         raise TkdsError(f"none of the {summary.files} files could be imported; see the reasons above")
 
@@ -307,6 +326,8 @@ def shard(
 
 
 def _print_shard_summary(summary, out: Path) -> None:
+    from rich.markup import escape
+
     table = Table(title=f"Shards in {out}", show_header=False)
     table.add_row("selected", str(summary.selected))
     table.add_row("duplicates removed", str(summary.duplicates))
@@ -321,7 +342,9 @@ def _print_shard_summary(summary, out: Path) -> None:
     table.add_row("wall time", f"{summary.wall_s:.1f} s (prepare {rate:.1f} videos/s)")
     console.print(table)
     for video_id, reason in sorted(summary.failures.items()):
-        console.print(f"[yellow]skipped[/] video {video_id}: {reason}")
+        console.print(f"[yellow]skipped[/] video {video_id}: {escape(reason)}")
+    for reason in summary.refused:
+        console.print(f"[yellow]refused[/] {escape(reason)}")
 
 
 @cli.command()
@@ -341,7 +364,7 @@ def _print_shard_summary(summary, out: Path) -> None:
 @click.option("--seeds", default=2, show_default=True)
 @click.option("--tasks", default=None, help="Comma-separated; default: all.")
 @click.option("--label", default=None, help="The label column; default: the dataset's (category or target).")
-@click.option("--device", default=None, help="cpu or cuda; default: cuda when there is one.")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N; default: cuda when there is one.")
 def bench(
     shards: Path, out: Path, methods: str, preset: str, seeds: int, tasks: str | None, label: str | None,
     device: str | None,
@@ -405,7 +428,7 @@ def demo(out: Path, tiny: bool) -> None:
 @cli.command()
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="A bench run folder.")
 @click.option("--method", default=None, help="The method to serve; default: the run's best learned one.")
-@click.option("--port", default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--max-upload-mb", default=200, show_default=True, help="Larger uploads are refused (413).")
 @click.option("--proxy", default=None, help="A proxy URL for fetching TikTok video URLs (e.g. the twin's).")
@@ -457,4 +480,22 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as error:
         click.echo(f"tkds: error: {error.format_message()} (see --help)", err=True)
         sys.exit(error.exit_code)
+    except OSError as error:
+        # A disk that fills or a folder that vanishes in a stage that did not name it more precisely.
+        where = f" ({error.filename})" if error.filename else ""
+        click.echo(f"tkds: error: {error.strerror or error}{where}; fix it, then re-run to resume", err=True)
+        sys.exit(1)
+    except RecursionError:
+        click.echo("tkds: error: an input is nested too deeply to read; remove it and re-run", err=True)
+        sys.exit(1)
+    except Exception as error:  # the last guard: a user never sees a traceback
+        log = "nowhere (the temp folder is not writable)"
+        with contextlib.suppress(OSError):  # a new 0600 file: never through another user's link
+            handle, log = tempfile.mkstemp(prefix="tkds-crash-", suffix=".log")
+            with os.fdopen(handle, "w") as file:
+                file.write(traceback.format_exc())
+        click.echo(
+            f"tkds: internal error: {type(error).__name__}; details in {log}; please report it", err=True
+        )
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

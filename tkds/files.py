@@ -41,6 +41,14 @@ def write_json(path: Path, payload: object, indent: int | None = None) -> None:
 LOCK_NAME = ".tkds.lock"
 
 
+def _hold(handle, mode: int, busy: str) -> None:
+    try:
+        fcntl.flock(handle, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise TkdsError(busy) from None
+
+
 @contextmanager
 def exclusive_folder(folder: Path, what: str) -> Iterator[Path]:
     """Hold an exclusive lock on `folder` (created if missing) for as long as the block runs.
@@ -56,13 +64,26 @@ def exclusive_folder(folder: Path, what: str) -> Iterator[Path]:
         raise TkdsError(
             f"cannot use {what} {folder} ({error.strerror}); fix its permissions or choose another"
         ) from None
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise TkdsError(
-                f"{what} {folder} is in use by another tkds process; wait for it to finish, or choose another"
-            ) from None
+    _hold(
+        handle,
+        fcntl.LOCK_EX,
+        f"{what} {folder} is in use by another tkds process; wait for it to finish, or choose another",
+    )
+    with handle:  # closing releases the lock
         yield folder
-    finally:
-        handle.close()  # closing releases the lock
+
+
+@contextmanager
+def shared_folder(folder: Path, busy: str) -> Iterator[Path]:
+    """A shared lock on `folder` while the block reads it: refused with `busy` while a process holds it
+    exclusively. A folder without a lock file (a read-only copy, say) is read as it is."""
+    try:
+        handle = open(folder / LOCK_NAME, "rb")  # noqa: SIM115 - held until the block ends
+    except OSError:
+        handle = None
+    if handle is None:
+        yield folder
+        return
+    _hold(handle, fcntl.LOCK_SH, busy)
+    with handle:
+        yield folder

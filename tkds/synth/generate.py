@@ -288,6 +288,8 @@ def generate(
         fps=fps,
         categories=categories,
     )
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise TkdsError(f"--workers must be a whole number of at least 1 (got {workers!r})")
     out = Path(out)
     _prepare_out(config, out)
     started = time.perf_counter()
