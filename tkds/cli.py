@@ -428,7 +428,7 @@ def demo(out: Path, tiny: bool) -> None:
 @cli.command()
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="A bench run folder.")
 @click.option("--method", default=None, help="The method to serve; default: the run's best learned one.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--max-upload-mb", default=200, show_default=True, help="Larger uploads are refused (413).")
 @click.option("--proxy", default=None, help="A proxy URL for fetching TikTok video URLs (e.g. the twin's).")
