@@ -135,9 +135,10 @@ def test_kill_9_then_the_same_command_ends_like_an_uninterrupted_run(
 def test_the_twin_never_sees_more_than_the_rate(twin_corpus: Path, tmp_path: Path) -> None:
     rate = 5
     with serve(twin_corpus, seed=11) as twin:
-        run_collect(
-            twin, tmp_path / "tk.duckdb", "--hashtag", "fyp", "--limit", "20", "--no-media", "--rate", "5"
-        )
+        run_collect(  # every video page too, so that the run makes enough requests to meet the limit
+            twin, tmp_path / "tk.duckdb", "--hashtag", "fyp", "--limit", "20", "--no-media", "--rate", "5",
+            "--detail", "always",
+        )  # fmt: skip
         times = [t for t, host, _ in twin.state.requests if host == "www.tiktok.com"]
     assert len(times) > 20
     # Any rate + 1 consecutive requests span a second; 0.1 s is left for jitter on the way to the twin.

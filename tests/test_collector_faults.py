@@ -79,6 +79,7 @@ def test_repeated_runs_converge_through_heavy_faults(corpus: Path, tmp_path: Pat
         users = sorted(twin.state.corpus.by_author)
         args = [arg for user in users for arg in ("--user", user)]
         args += ["--limit", "40", "--media", str(media), "--rate", "60", "--concurrency", "8"]
+        args += ["--detail", "always"]  # video pages too, so that their faults are met
         runs = []
         while len(runs) < MAX_RUNS:
             result = collect_through(twin, db, *args)

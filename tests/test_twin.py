@@ -13,7 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import sync_playwright
 
+from tkds.tiktok import MONITOR_HOST, MONITOR_PATH, STATUS_USER_NOT_FOUND
 from tkds.twin import serve
 from tkds.twin.app import URL_LIFETIME_S
 from tkds.twin.signer import path_and_query, sign
@@ -176,6 +178,42 @@ def test_unknown_ids_get_tiktoks_status_codes_not_errors(twin) -> None:
     assert detail["statusCode"] == 10221 and "userInfo" not in detail
     unknown = signed_get(session, twin, "/api/item/detail/", {"itemId": "7000000000000000000"}).json()
     assert unknown["statusCode"] == 10204
+
+
+def test_api_bodies_carry_both_status_spellings_as_tiktoks_do(twin) -> None:
+    session = client(twin)
+    user, video_id = a_video(twin)
+    session.get(f"https://www.tiktok.com/@{user}/video/{video_id}")
+    bodies = {
+        0: signed_get(session, twin, "/api/item/detail/", {"itemId": video_id}).json(),
+        STATUS_USER_NOT_FOUND: signed_get(session, twin, "/api/user/detail/", {"uniqueId": "no.one"}).json(),
+    }
+    comments = signed_get(session, twin, "/api/comment/list/", {"aweme_id": video_id}).json()
+    for status, body in [*bodies.items(), (0, comments)]:
+        # TikTok-Api reads status_code, tkds and yt-dlp statusCode: real bodies carry both.
+        assert body["statusCode"] == body["status_code"] == status
+        assert isinstance(body["status_msg"], str)
+        assert body["extra"]["logid"] == body["log_pb"]["impr_id"]
+        assert abs(body["extra"]["now"] / 1000 - twin.clock.now()) < 60
+
+
+@pytest.mark.slow
+def test_pages_keep_reporting_to_tiktoks_monitor_after_load(twin) -> None:
+    user, video_id = a_video(twin)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        context = browser.new_context(proxy={"server": twin.proxy_url}, ignore_https_errors=True)
+        page = context.new_page()
+        page.goto(f"https://www.tiktok.com/@{user}/video/{video_id}", wait_until="load")
+        reports = []
+        for _ in range(2):  # the report after load, then the first heartbeat
+            with page.expect_request(lambda r: MONITOR_HOST in r.url, timeout=10_000) as request:
+                pass
+            reports.append(json.loads(request.value.post_data)["list"][0])
+            assert request.value.response().status == 204
+        browser.close()
+    assert [r["ev_type"] for r in reports] == ["performance", "heartbeat"]
+    assert (MONITOR_HOST, MONITOR_PATH) in {(host, path) for _, host, path in twin.state.requests}
 
 
 # --- anti-bot behaviour

@@ -150,6 +150,13 @@ def twin(corpus: Path, port: int, ca_out: Path, faults: str, seed: int, page_for
 @click.option("--comments", default=0, show_default=True, help="Comments per video.")
 @click.option("--no-media", is_flag=True, help="Metadata only.")
 @click.option("--refresh-stats", is_flag=True, help="Re-visit known videos for new stats snapshots.")
+@click.option(
+    "--detail",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Fetch each video's page: only when its listing item lacks a field (auto), always, or never.",
+)
 def collect(
     db: Path,
     media: Path | None,
@@ -168,6 +175,7 @@ def collect(
     comments: int,
     no_media: bool,
     refresh_stats: bool,
+    detail: str,
 ) -> None:
     """Collect TikTok videos, audio and metadata into DuckDB, from TikTok's real URLs."""
     from tkds.collector.collect import collect as run_collect
@@ -193,6 +201,7 @@ def collect(
         cookies=cookies,
         comments=comments,
         refresh_stats=refresh_stats,
+        detail=detail,
     )
     _print_collect_summary(summary, db, comments)
 
@@ -206,16 +215,24 @@ def _print_collect_summary(summary, db: Path, comments: int) -> None:
     table.add_row("videos", f"{summary.videos_new} new, {summary.videos_updated} updated")
     failures = ", ".join(f"{n} {r}" for r, n in summary.detail_failures.items()) or "none"
     owed = owed_text(summary.videos_owed)
-    table.add_row("video pages", f"{summary.details_ok} ok; failed: {failures}; owed: {owed}")
+    skipped = f"; {summary.details_skipped} not needed" if summary.details_skipped else ""
+    table.add_row("video pages", f"{summary.details_ok} ok; failed: {failures}; owed: {owed}{skipped}")
     media_failures = ", ".join(f"{n} {r}" for r, n in summary.media_failures.items()) or "none"
     media = f"{summary.media_ok} ok ({summary.media_bytes / 1e6:.1f} MB); failed: {media_failures}"
     table.add_row("media", f"{media}; owed: {owed_text(summary.media_owed)}")
+    table.add_row("yt-dlp fallbacks", f"{summary.media_fallbacks} (play URLs refused or expired)")
+    by_kind = ", ".join(f"{n} {kind}" for kind, n in summary.requests.by_kind.most_common()) or "none"
+    per_video = summary.requests_per_video
+    per_video_text = "no videos" if per_video is None else f"{per_video:.3f} per video"
+    table.add_row("requests to TikTok", f"{summary.requests.total} ({by_kind}); {per_video_text}")
     if comments:
         table.add_row("comments", str(summary.comments))
     stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in summary.stage_s.items())
     table.add_row("wall time", f"{summary.wall_s:.1f} s ({stages})")
     detail_s, media_s = summary.stage_s.get("detail", 0), summary.stage_s.get("media", 0)
-    throughput = f"{summary.details_ok / detail_s:.1f} video pages/s" if detail_s else "no video pages"
+    throughput = (
+        f"{summary.details_ok / detail_s:.1f} video pages/s" if summary.details_ok else "no video pages"
+    )
     if media_s:
         throughput += f", {summary.media_bytes / 1e6 / media_s:.1f} MB/s of media"
     table.add_row("throughput", throughput)

@@ -9,6 +9,9 @@ WEB_HOST = "www.tiktok.com"
 VIDEO_CDN_HOST = "v16-webapp-prime.tiktok.com"
 IMAGE_CDN_HOST = "p16-sign-va.tiktokcdn.com"
 MUSIC_CDN_HOST = "sf16-ies-music-va.tiktokcdn.com"
+# Where TikTok's pages post their monitoring beacons (the Slardar SDK's batch endpoint).
+MONITOR_HOST = "mon.tiktokv.com"
+MONITOR_PATH = "/monitor_browser/collect/batch/"
 # Registrable domains whose hosts belong to TikTok (pages, APIs, media and image CDNs).
 TIKTOK_DOMAINS = ("tiktok.com", "tiktokcdn.com", "tiktokcdn-us.com", "tiktokv.com")
 

@@ -14,6 +14,7 @@ from playwright.async_api import Browser, BrowserContext, Page, Response, Route,
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
+from tkds.collector.outcome import RequestCount, request_kind
 from tkds.collector.parse import CaptureError, parse_page
 from tkds.collector.politeness import RateLimiter
 from tkds.errors import TkdsError
@@ -42,6 +43,7 @@ async ([path, params]) => {
 """
 
 
+UNNEEDED_RESOURCES = frozenset({"image", "media", "font"})  # a page's pictures, video and fonts
 CHALLENGE_TITLE = "Please wait..."
 NET_ERROR = re.compile(r"net::(ERR_[A-Z_]+)")
 
@@ -96,10 +98,16 @@ class BrowserSession:
     """
 
     def __init__(
-        self, proxy: str | None, trust_proxy_ca: bool, limiter: RateLimiter, cookies: list[dict] | None = None
+        self,
+        proxy: str | None,
+        trust_proxy_ca: bool,
+        limiter: RateLimiter,
+        cookies: list[dict] | None = None,
+        requests: RequestCount | None = None,
     ) -> None:
         self.proxy, self.trust_proxy_ca, self.initial_cookies = proxy, trust_proxy_ca, cookies or []
         self.limiter = limiter
+        self.requests = requests or RequestCount()
         self.browser: Browser | None = None
         self.context: BrowserContext | None = None
         self.page: Page | None = None
@@ -143,8 +151,16 @@ class BrowserSession:
 
     async def _throttle(self, route: Route) -> None:
         host = urlsplit(route.request.url).hostname or ""
+        kind = request_kind(route.request.url)
+        if kind == "other" or (kind and route.request.resource_type in UNNEEDED_RESOURCES):
+            # Monitoring beacons and what only a viewer needs cost requests that TikTok meters and the
+            # collector never reads; they are not sent.
+            with contextlib.suppress(PlaywrightError):
+                await route.abort("blockedbyclient")
+            return
         if is_tiktok_host(host):
             await self.limiter.wait(host)
+            self.requests.count(route.request.url)
         with contextlib.suppress(PlaywrightError):  # the page navigated away meanwhile
             await route.continue_()
 

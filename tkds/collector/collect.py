@@ -1,4 +1,10 @@
-"""`tkds collect`: discover (Chromium) → detail (httpx page JSON) → media (yt-dlp) → DuckDB.
+"""`tkds collect`: discover (Chromium) → detail (httpx page JSON) → media (httpx, else yt-dlp) → DuckDB.
+
+What TikTok meters is requests per IP, so a run spends about one request per video: the listing
+(30 items a call) usually holds every field the store keeps, so a video's page is fetched only when
+its item lacks one (`detail="auto"`), and its mp4 comes straight from the play URL the listing gave,
+yt-dlp's extractor (a second page fetch) only when TikTok refuses that URL. Every request to TikTok's
+hosts is counted by kind in the summary and `crawl_runs`.
 
 Every stage reads its work from `crawl_targets` and writes its results before it marks them done, so
 Ctrl-C or kill -9 at any moment, then the same command, ends with the same videos and media.
@@ -24,7 +30,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tkds.collector.browser import BrowserSession
-from tkds.collector.detail import UPSERT_BATCH, Details
+from tkds.collector.detail import DETAIL_MODES, UPSERT_BATCH, Details
 from tkds.collector.discover import Discovery
 from tkds.collector.downloads import MEDIA_GIVE_UP_AFTER, Downloads
 from tkds.collector.media import sweep_partials
@@ -109,8 +115,11 @@ class Collector(Discovery, Details, Downloads):
         comments: int,
         cookies: list[dict] | None,
         progress: bool,
+        detail_mode: str = "auto",
     ) -> None:
         self.store, self.limit, self.concurrency, self.cookies = store, limit, concurrency, cookies
+        self.detail_mode = detail_mode
+        self.page_required: set[str] = set()
         self.proxies = proxies or [None]
         self.ca_cert, self.media_dir, self.comments, self.progress = ca_cert, media_dir, comments, progress
         self.limiter = RateLimiter(rate)
@@ -120,10 +129,11 @@ class Collector(Discovery, Details, Downloads):
         self.pending: list[tuple[str, Parsed]] = []  # fetched video pages not yet in the store
 
     async def run(self, targets: list[tuple[str, str]], urls: list[str], refresh_stats: bool) -> None:
-        self.store.add_targets(targets + [("video", parse_video_url(url)[1]) for url in urls])
+        self.page_required = {parse_video_url(url)[1] for url in urls}
+        self.store.add_targets(targets + [("video", video_id) for video_id in sorted(self.page_required)])
         given_up = self.retry_failed()
         async with BrowserSession(
-            self.proxies[0], self.ca_cert is not None, self.limiter, self.cookies
+            self.proxies[0], self.ca_cert is not None, self.limiter, self.cookies, self.summary.requests
         ) as browser:
             with (
                 self.stage("discover"),
@@ -189,7 +199,7 @@ class Collector(Discovery, Details, Downloads):
             self.summary.stage_s[name] = self.summary.stage_s.get(name, 0.0) + time.perf_counter() - started
 
 
-def check_options(*, limit: int, rate: float, concurrency: int, comments: int) -> None:
+def check_options(*, limit: int, rate: float, concurrency: int, comments: int, detail: str = "auto") -> None:
     """Refuse option values the run cannot work with, naming the option and the range."""
 
     def whole(value: object) -> bool:
@@ -205,6 +215,8 @@ def check_options(*, limit: int, rate: float, concurrency: int, comments: int) -
         )
     if not whole(comments) or comments < 0:
         raise TkdsError(f"--comments must be a whole number, 0 or more (got {comments!r})")
+    if detail not in DETAIL_MODES:
+        raise TkdsError(f"--detail must be one of {', '.join(DETAIL_MODES)} (got {preview(str(detail))})")
 
 
 def collect(
@@ -226,8 +238,12 @@ def collect(
     comments: int = 0,
     refresh_stats: bool = False,
     progress: bool = True,
+    detail: str = "auto",
 ) -> CollectSummary:
-    """Collect the named targets into the DuckDB file `db` (and their mp4s into `media_dir`)."""
+    """Collect the named targets into the DuckDB file `db` (and their mp4s into `media_dir`).
+
+    `detail`: "auto" fetches a video's page only when its listing item lacks a field the store needs,
+    "always" fetches every page, "never" none (--urls videos' pages are fetched in every mode)."""
     named = {"hashtag": hashtags, "user": users, "music": music, "search": searches}
     targets = [(kind, check_target(kind, key)) for kind, keys in named.items() for key in keys]
     targets += [("trending", "foryou")] if trending else []
@@ -235,7 +251,7 @@ def collect(
         raise TkdsError(
             "name at least one target: --hashtag, --user, --music, --search, --trending or --urls"
         )
-    check_options(limit=limit, rate=rate, concurrency=concurrency, comments=comments)
+    check_options(limit=limit, rate=rate, concurrency=concurrency, comments=comments, detail=detail)
     if ca_cert is not None and not Path(ca_cert).is_file():
         raise TkdsError(f"--ca-cert {ca_cert} does not exist; the twin writes it with --ca-out")
     proxy_urls = read_proxies(list(proxies))
@@ -258,6 +274,7 @@ def collect(
             comments=comments,
             cookies=session_cookies,
             progress=progress,
+            detail_mode=detail,
         )
         try:
             asyncio.run(collector.run(targets, list(urls), refresh_stats))
@@ -269,6 +286,7 @@ def collect(
                 "limit": limit,
                 "rate": rate,
                 "media": str(media_dir),
+                "detail": detail,
             }
             store.record_run(
                 f"collect-{run_started:%Y%m%dT%H%M%S%f}", run_started, args, collector.summary.as_dict()

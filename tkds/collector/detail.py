@@ -18,6 +18,40 @@ from tkds.collector.store import Store
 from tkds.tiktok import STATUS_OK, WEB_HOST, video_page_url
 
 UPSERT_BATCH = 64  # video pages per transaction: one page per upsert costs ~30 ms of DuckDB, 64 ~1 ms each
+DETAIL_MODES = ("auto", "always", "never")
+
+# What a listing item must carry for its video page to add nothing the store keeps or the builder
+# selects (create_time, duration, size, the play URL for media, the stats snapshots, who made it with
+# what sound). TikTok's listing items are the same item struct as the page's, so on a full item the
+# page is a second request for the same fields; the optional ones (location, isAd, verified, private,
+# signature, the sound's author and length) are kept as the listing gives them.
+REQUIRED_VIDEO = ("author_id", "music_id", "description", "create_time", "duration_s", "width", "height",
+                  "play_url")  # fmt: skip
+REQUIRED_VIDEO_STATS = ("plays", "likes", "comments", "shares", "collects")
+REQUIRED_AUTHOR = ("unique_id", "sec_uid", "nickname")
+REQUIRED_AUTHOR_STATS = ("followers", "following", "hearts", "videos")
+REQUIRED_MUSIC = ("title",)
+
+
+def complete_items(parsed: Parsed) -> set[str]:
+    """Ids of the listed videos whose item holds every required field: their page need not be fetched."""
+
+    def full(record: object | None, fields: tuple[str, ...]) -> bool:
+        return record is not None and all(getattr(record, name) is not None for name in fields)
+
+    stats = {s.video_id: s for s in parsed.video_stats}
+    authors = {a.id: a for a in parsed.authors}
+    author_stats = {s.author_id: s for s in parsed.author_stats}
+    music = {m.id: m for m in parsed.music}
+    return {
+        v.id
+        for v in parsed.videos
+        if full(v, REQUIRED_VIDEO)
+        and full(stats.get(v.id), REQUIRED_VIDEO_STATS)
+        and full(authors.get(v.author_id), REQUIRED_AUTHOR)
+        and full(author_stats.get(v.author_id), REQUIRED_AUTHOR_STATS)
+        and full(music.get(v.music_id), REQUIRED_MUSIC)
+    }
 
 
 class Details:
@@ -40,6 +74,7 @@ class Details:
         for _, parsed in self.pending:
             merged.extend(parsed)
         self.summary.add(self.store.upsert(merged.deduplicated(), source="video-page"))
+        self.summary.collected.update(video_id for video_id, _ in self.pending)
         self.store.mark_done("video", [video_id for video_id, _ in self.pending])
         self.pending.clear()
 
@@ -106,7 +141,16 @@ class Details:
         verify: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=self.ca_cert) if self.ca_cert else True
         )
-        clients = [httpx.AsyncClient(http2=True, proxy=p, verify=verify, timeout=30) for p in self.proxies]
+
+        async def count(request: httpx.Request) -> None:  # redirects included: each is a request
+            self.summary.requests.count(str(request.url))
+
+        clients = [
+            httpx.AsyncClient(
+                http2=True, proxy=p, verify=verify, timeout=30, event_hooks={"request": [count]}
+            )
+            for p in self.proxies
+        ]
         cookies = await browser.cookies()
         for client in clients:
             _share_cookies(cookies, client)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from tkds.collector.browser import BrowserError, BrowserSession, Listing
+from tkds.collector.detail import complete_items
 from tkds.collector.outcome import MAX_ATTEMPTS, STATUS_REASONS, CollectSummary, TargetFailed, pause
 from tkds.collector.parse import CaptureError, parse_api
 from tkds.collector.politeness import CircuitBreaker
@@ -22,6 +23,8 @@ class Discovery:
     breaker: CircuitBreaker
     limit: int
     comments: int
+    detail_mode: str  # "auto", "always" or "never"
+    page_required: set[str]  # --urls videos: their page is fetched whatever the listing holds
 
     # --- discovery
     async def discover(self, browser: BrowserSession, kind: str, key: str, given_up: dict) -> None:
@@ -59,8 +62,11 @@ class Discovery:
                 raise TargetFailed(STATUS_REASONS.get(parsed.status, f"status {parsed.status}"))
             room = self.limit - self.store.discovered(label)
             keep = {v.id for v in parsed.videos[:room]}
-            self.summary.add(self.store.upsert(_only(parsed, keep), source=label))
+            listed = _only(parsed, keep)
+            self.summary.add(self.store.upsert(listed, source=label))
+            self.summary.collected.update(keep)
             self.store.add_targets([("video", video_id) for video_id in sorted(keep)])
+            self.skip_pages(listed, keep)
             cursor, has_more = parsed.cursor or cursor, bool(parsed.has_more)
             self.store.update_target(kind, key, status="running", cursor=cursor, has_more=has_more)
             if not parsed.videos:
@@ -69,6 +75,17 @@ class Discovery:
             raise TargetFailed("no videos: an unknown or empty target")
         self.store.update_target(kind, key, status="done")
         self.summary.targets_done += 1
+
+    def skip_pages(self, listed: Parsed, keep: set[str]) -> None:
+        """Mark done the listed videos whose page `--detail` does not fetch: in "auto" those whose item
+        is complete, in "never" all of them (a --urls video's page is fetched in every mode)."""
+        if self.detail_mode == "always":
+            return
+        enough = complete_items(listed) if self.detail_mode == "auto" else keep
+        skipped = sorted(self.store.pending_among(sorted(enough)) - self.page_required)
+        if skipped:
+            self.store.mark_done("video", skipped)
+            self.summary.details_skipped += len(skipped)
 
     def fail_target(self, kind: str, key: str, reason: str) -> None:
         self.store.update_target(kind, key, status="failed", error=reason)

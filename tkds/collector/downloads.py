@@ -1,12 +1,24 @@
-"""Media: every fetched video's mp4 through yt-dlp in worker threads, recorded as it lands."""
+"""Media: every fetched video's mp4 from the play URL the store holds, in worker threads, recorded as
+it lands; yt-dlp's extractor only for a URL that TikTok refuses (expired, or not this session's)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
-from tkds.collector.media import cookie_file, download, sweep_partials
+import httpx
+
+from tkds.collector.media import (
+    MediaResult,
+    Refused,
+    cookie_file,
+    download,
+    download_direct,
+    media_client,
+    sweep_partials,
+)
 from tkds.collector.outcome import CollectSummary
 from tkds.collector.politeness import RateLimiter, backoff_s
 from tkds.collector.store import Store
@@ -24,6 +36,7 @@ class Downloads:
     summary: CollectSummary
     limiter: RateLimiter
     concurrency: int
+    proxies: list[str | None]
     media_dir: Path | None
     ca_cert: Path | None
     progress: bool
@@ -34,14 +47,57 @@ class Downloads:
 
     async def download_all(self, cookies: list[dict]) -> None:
         try:
-            with cookie_file(cookies, self.media_dir) as cookies_txt:
-                await self._download(self.store.videos_needing_media(MEDIA_GIVE_UP_AFTER), cookies_txt)
+            with ExitStack() as stack:
+                cookies_txt = stack.enter_context(cookie_file(cookies, self.media_dir))
+                clients = {
+                    proxy: stack.enter_context(
+                        media_client(cookies, proxy, self.ca_cert, self.summary.requests)
+                    )
+                    for proxy in self.proxies
+                }
+                await self._download(
+                    self.store.videos_needing_media(MEDIA_GIVE_UP_AFTER), cookies_txt, clients
+                )
         finally:
             sweep_partials(self.media_dir)  # what failed or interrupted downloads left behind
 
-    async def _download(self, todo: list[tuple[str, str]], cookies_txt: Path) -> None:
+    def _fetch(
+        self,
+        video_id: str,
+        user: str,
+        play_url: str | None,
+        proxy: str | None,
+        cookies_txt: Path,
+        clients: dict[str | None, httpx.Client],
+    ) -> tuple[MediaResult, bool]:
+        """One download (blocking): the held play URL first, yt-dlp's extractor if there is none or
+        TikTok refuses it. Returns the result, and whether yt-dlp's extractor made it."""
+        if play_url is not None:
+            try:
+                result = download_direct(
+                    video_id, play_url, self.media_dir, client=clients[proxy], limiter=self.limiter
+                )
+                return result, False
+            except Refused:
+                pass
+        result = download(
+            video_id,
+            user,
+            self.media_dir,
+            proxy=proxy,
+            trust_proxy_ca=self.ca_cert is not None,
+            cookie_file=cookies_txt,
+            limiter=self.limiter,
+            requests=self.summary.requests,
+        )
+        return result, True
+
+    async def _download(
+        self, todo: list[tuple[str, str]], cookies_txt: Path, clients: dict[str | None, httpx.Client]
+    ) -> None:
         gate = asyncio.Semaphore(self.concurrency)
         full: list[str] = []  # the video whose write found the disk full: no more downloads start
+        play_urls = self.store.play_urls([video_id for video_id, _ in todo])
 
         async def one(video_id: str, user: str, bar) -> None:
             async with gate:
@@ -50,16 +106,18 @@ class Downloads:
                         return
                     if attempt:
                         await asyncio.sleep(backoff_s(attempt))
-                    result = await asyncio.to_thread(
-                        download,
+                    result, fell_back = await asyncio.to_thread(
+                        self._fetch,
                         video_id,
                         user,
-                        self.media_dir,
-                        proxy=self.next_proxy(),
-                        trust_proxy_ca=self.ca_cert is not None,
-                        cookie_file=cookies_txt,
-                        limiter=self.limiter,
+                        play_urls.get(video_id),
+                        self.next_proxy(),
+                        cookies_txt,
+                        clients,
                     )
+                    if fell_back:  # a refused URL would be refused again: the next try is yt-dlp's too
+                        play_urls.pop(video_id, None)
+                        self.summary.media_fallbacks += 1
                     self.store.record_media(result)
                     if result.error == "disk_full":
                         full.append(video_id)

@@ -1,4 +1,9 @@
-"""Media: downloaded with yt-dlp's TikTok extractor, checked with ffprobe, hashed, renamed into place.
+"""Media: downloaded from the play URL the collector holds (else with yt-dlp's TikTok extractor),
+checked with ffprobe, hashed, renamed into place.
+
+The listing or video page already gave each video a signed play URL; fetched directly, with the
+session's cookies and a TikTok Referer, it costs one request. Only a URL TikTok refuses (expired,
+403) sends the video to yt-dlp, whose extractor fetches the page again for a fresh one.
 
 Files land in MEDIA/.partial first; only a file that probes as whole video is renamed to MEDIA/ID.mp4,
 so the media folder never holds a half file, and a killed run's leftovers are swept at the next start.
@@ -14,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -22,13 +28,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import httpx
 import yt_dlp
 
+from tkds.collector.outcome import RequestCount
 from tkds.collector.politeness import RateLimiter, backoff_s
 from tkds.tiktok import VIDEO_CDN_HOST, WEB_HOST, video_page_url
 
 PARTIAL_DIR = ".partial"
+REFERER = "https://www.tiktok.com/"  # TikTok's CDN refuses media requests without it
+CHUNK_BYTES = 1 << 20
 
 
 @dataclass
@@ -172,6 +183,17 @@ def _classify(message: str) -> str:
 _per_thread = threading.local()
 
 
+class _CountingYoutubeDL(yt_dlp.YoutubeDL):
+    """A YoutubeDL that counts every request it makes (its page fetch, the media, their retries)."""
+
+    requests: RequestCount | None = None
+
+    def urlopen(self, req):
+        if self.requests is not None:
+            self.requests.count(req if isinstance(req, str) else getattr(req, "url", "") or req.full_url)
+        return super().urlopen(req)
+
+
 def _downloader(partial_dir: Path, proxy: str | None, trust_proxy_ca: bool, cookie_file: Path | None):
     """This thread's YoutubeDL for these options: building one costs ~125 ms of extractor loading."""
     key = (partial_dir, proxy, trust_proxy_ca, cookie_file)
@@ -189,7 +211,7 @@ def _downloader(partial_dir: Path, proxy: str | None, trust_proxy_ca: bool, cook
             "noprogress": True,
             "logger": _Quiet(),
         }
-        cache[key] = yt_dlp.YoutubeDL({k: v for k, v in options.items() if v is not None})
+        cache[key] = _CountingYoutubeDL({k: v for k, v in options.items() if v is not None})
     return cache[key]
 
 
@@ -202,6 +224,7 @@ def download(
     trust_proxy_ca: bool,
     cookie_file: Path | None,
     limiter: RateLimiter,
+    requests: RequestCount | None = None,
 ) -> MediaResult:
     """Download one video's mp4 through yt-dlp (blocking; run it in a worker thread).
 
@@ -210,6 +233,7 @@ def download(
     with a reason."""
     try:
         ydl = _downloader(private_partial_dir(media_dir), proxy, trust_proxy_ca, cookie_file)
+        ydl.requests = requests
         page_url = video_page_url(unique_id, video_id)
         info = _retrying(lambda: ydl.extract_info(page_url, download=False), limiter, WEB_HOST)
         done = _retrying(
@@ -225,6 +249,79 @@ def download(
     except OSError as error:  # a full disk while hashing or renaming, a folder removed under us
         downloaded.unlink(missing_ok=True)
         return MediaResult(video_id, "failed", _classify(str(error)))
+
+
+def media_client(
+    cookies: list[dict], proxy: str | None, ca_cert: Path | None, requests: RequestCount
+) -> httpx.Client:
+    """An HTTP client for play URLs: the browser session's cookies (TikTok's CDN wants tt_chain_token),
+    a TikTok Referer, the proxy and its CA; every request it makes is counted."""
+    client = httpx.Client(
+        proxy=proxy,
+        verify=ssl.create_default_context(cafile=ca_cert) if ca_cert else True,
+        timeout=60,
+        headers={"Referer": REFERER},
+        event_hooks={"request": [lambda request: requests.count(str(request.url))]},
+    )
+    for c in cookies:
+        client.cookies.set(c["name"], c["value"], domain=c["domain"], path=c.get("path", "/"))
+    return client
+
+
+class Refused(Exception):
+    """The CDN refused the play URL (expired, or not this session's): yt-dlp must find a fresh one."""
+
+
+def download_direct(
+    video_id: str, play_url: str, media_dir: Path, *, client: httpx.Client, limiter: RateLimiter
+) -> MediaResult:
+    """Download one video's mp4 from its play URL (blocking; run it in a worker thread).
+
+    Transient failures are retried; a 4xx other than 429 raises `Refused`. Every other failure comes
+    back as a failed `MediaResult` with a reason, as `download`'s do."""
+    partial = private_partial_dir(media_dir) / f"{video_id}.direct.mp4"
+    host = urlsplit(play_url).hostname or VIDEO_CDN_HOST
+    reason = "download_error"
+    try:
+        for attempt in range(CALL_ATTEMPTS):
+            if attempt:
+                time.sleep(backoff_s(attempt - 1))
+            limiter.wait_blocking(host)
+            try:
+                reason = _fetch_to(client, play_url, partial)
+            except httpx.HTTPError:  # a reset, a timeout, a body cut short of its Content-Length
+                reason = "connection"
+            if reason == "ok":
+                return inspect(video_id, partial, media_dir / f"{video_id}.mp4")
+            if reason not in TRANSIENT_ERRORS:
+                break
+    except OSError as error:  # a full disk while writing, hashing or renaming
+        reason = _classify(str(error))
+    partial.unlink(missing_ok=True)
+    return MediaResult(video_id, "failed", reason)
+
+
+def _fetch_to(client: httpx.Client, url: str, path: Path) -> str:
+    """GET `url` into `path`: "ok", or a failure reason as `_classify` names them."""
+    with client.stream("GET", url) as response:
+        status = response.status_code
+        if status == 429:
+            return "rate_limited"
+        if status >= 500:
+            return "server_error"
+        if 400 <= status < 500:
+            raise Refused(f"http {status}")
+        if status != 200:
+            return "download_error"
+        expected = response.headers.get("content-length")
+        written = 0
+        with path.open("wb") as out:
+            for chunk in response.iter_bytes(CHUNK_BYTES):
+                out.write(chunk)
+                written += len(chunk)
+    if expected is not None and expected.isdigit() and written != int(expected):
+        return "truncated"
+    return "ok" if written else "empty"
 
 
 class _Failed(Exception):

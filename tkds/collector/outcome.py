@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from tkds.collector.politeness import backoff_s
-from tkds.tiktok import STATUS_PRIVATE_ACCOUNT, STATUS_PRIVATE_ITEM, STATUS_UNAVAILABLE, STATUS_USER_NOT_FOUND
+from tkds.tiktok import (
+    IMAGE_CDN_HOST,
+    MUSIC_CDN_HOST,
+    STATUS_PRIVATE_ACCOUNT,
+    STATUS_PRIVATE_ITEM,
+    STATUS_UNAVAILABLE,
+    STATUS_USER_NOT_FOUND,
+    VIDEO_CDN_HOST,
+    is_tiktok_host,
+)
 
 MAX_ATTEMPTS = 5  # tries of one network call within a run, with backoff between them
 MAX_TARGET_RUNS = 5  # runs that try a listing or video target before a failed one is left alone
@@ -42,6 +53,45 @@ def owed_text(owed: Counter) -> str:
     return f"{sum(owed.values())} ({', '.join(f'{n} {reason}' for reason, n in owed.most_common())})"
 
 
+REQUEST_KINDS = ("pages", "api", "media", "images")
+
+
+def request_kind(url: str) -> str | None:
+    """What a request to TikTok is for: "pages", "api", "media", "images" (or "other", such as a
+    monitoring beacon); None for a host that is not TikTok's, which TikTok does not see."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if not is_tiktok_host(host):
+        return None
+    if parts.path.startswith("/api/"):
+        return "api"
+    if host in (VIDEO_CDN_HOST, MUSIC_CDN_HOST) or parts.path.startswith("/video/tos/"):
+        return "media"
+    if host == IMAGE_CDN_HOST or host.startswith("p16-") or host.startswith("p19-"):
+        return "images"
+    if host.endswith("tiktok.com") and not host.startswith("mon"):
+        return "pages"
+    return "other"
+
+
+class RequestCount:
+    """Requests to TikTok's hosts by kind, counted where they leave (threads and tasks alike)."""
+
+    def __init__(self) -> None:
+        self.by_kind: Counter = Counter()
+        self._lock = threading.Lock()
+
+    def count(self, url: str) -> None:
+        kind = request_kind(url)
+        if kind is not None:
+            with self._lock:
+                self.by_kind[kind] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_kind.values())
+
+
 @dataclass
 class CollectSummary:
     targets_done: int = 0
@@ -60,6 +110,15 @@ class CollectSummary:
     media_owed: Counter = field(default_factory=Counter)
     wall_s: float = 0.0
     stage_s: dict[str, float] = field(default_factory=dict)  # discover, detail, comments, media
+    requests: RequestCount = field(default_factory=RequestCount)
+    collected: set[str] = field(default_factory=set)  # ids of the videos this run stored
+    details_skipped: int = 0  # listing items complete enough that their page was not fetched
+    media_fallbacks: int = 0  # downloads left to yt-dlp's extractor: the play URL expired or was refused
+
+    @property
+    def requests_per_video(self) -> float | None:
+        """Requests to TikTok per video this run stored; None when it stored none."""
+        return self.requests.total / len(self.collected) if self.collected else None
 
     def add(self, counts: dict[str, int]) -> None:
         self.videos_new += counts["new"]
@@ -82,6 +141,14 @@ class CollectSummary:
             "media_owed": dict(self.media_owed),
             "wall_s": round(self.wall_s, 3),
             "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
+            "requests": {kind: self.requests.by_kind[kind] for kind in (*REQUEST_KINDS, "other")},
+            "requests_total": self.requests.total,
+            "videos_collected": len(self.collected),
+            "requests_per_video": (
+                None if self.requests_per_video is None else round(self.requests_per_video, 4)
+            ),
+            "details_skipped": self.details_skipped,
+            "media_fallbacks": self.media_fallbacks,
         }
 
 

@@ -23,12 +23,14 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import duckdb
 
 from tkds import ids
 from tkds.collector.records import Parsed, Refusal, storable
 from tkds.errors import TkdsError
+from tkds.tiktok import is_tiktok_host
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS videos (
@@ -537,6 +539,29 @@ class Store:
                WHERE t.kind = 'video' AND t.status = 'pending' AND {valid_id_sql("t.key")}
                ORDER BY t.key"""
         ).fetchall()
+
+    def pending_among(self, video_ids: list[str]) -> set[str]:
+        """Which of `video_ids` have their page still to fetch."""
+        rows = self.db.execute(
+            """SELECT key FROM crawl_targets WHERE kind = 'video' AND status = 'pending'
+               AND list_contains(?, key)""",
+            [video_ids],
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    def play_urls(self, video_ids: list[str]) -> dict[str, str]:
+        """The play URL in each video's latest raw item (the freshest the collector holds), where it is
+        an https URL on a TikTok host."""
+        rows = self.db.execute(
+            """SELECT id, json_extract_string(raw, '$.video.playAddr') FROM videos
+               WHERE list_contains(?, id) AND json_type(raw, '$.video.playAddr') = 'VARCHAR'""",
+            [video_ids],
+        ).fetchall()
+        return {
+            video_id: url
+            for video_id, url in rows
+            if url.startswith("https://") and is_tiktok_host(urlsplit(url).hostname or "")
+        }
 
     def known_videos(self) -> list[tuple[str, str]]:
         return self.db.execute(

@@ -1,4 +1,5 @@
-"""The twin's web app: TikTok's pages, APIs, media and image CDNs, told apart by the Host header.
+"""The twin's web app: TikTok's pages, APIs, media and image CDNs and monitoring endpoint, told apart
+by the Host header.
 
 It sits behind the CONNECT proxy (`proxy.py`), so clients request TikTok's real URLs. Every anti-bot
 rule lives here: cookies from page visits, signed API calls, expiring media URLs with Referer and
@@ -31,6 +32,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tkds.tiktok import (
     IMAGE_CDN_HOST,
+    MONITOR_HOST,
+    MONITOR_PATH,
     MUSIC_CDN_HOST,
     STATUS_OK,
     STATUS_PRIVATE_ITEM,
@@ -169,15 +172,17 @@ def _json(payload: dict, status: int = 200) -> Response:
     )
 
 
-def _envelope(payload: dict, *, snake: bool = False) -> dict:
+def _envelope(payload: dict, now_s: float, status: int = STATUS_OK, message: str = "") -> dict:
+    """An API body as TikTok wraps it: both spellings of the status code, and the request's log ids."""
     log_id = secrets.token_hex(16)
-    status = (
-        {"status_code": STATUS_OK, "status_msg": ""} if snake else {"statusCode": STATUS_OK, "status_msg": ""}
-    )
+    error = {"statusMsg": message} if status != STATUS_OK else {}  # errors spell it both ways too
     return {
-        **status,
+        "statusCode": status,
+        "status_code": status,
+        "status_msg": message,
+        **error,
         **payload,
-        "extra": {"fatal_item_ids": [], "logid": log_id},
+        "extra": {"fatal_item_ids": [], "logid": log_id, "now": int(now_s * 1000)},
         "log_pb": {"impr_id": log_id},
     }
 
@@ -255,6 +260,9 @@ def _html(body: str, request: Request, state: TwinState) -> HTMLResponse:
 
 def build_app(state: TwinState) -> ASGIApp:
     corpus = state.corpus
+
+    def envelope(payload: dict, status: int = STATUS_OK, message: str = "") -> dict:
+        return _envelope(payload, state.clock.now(), status, message)
 
     async def video_page(request: Request) -> Response:
         failed, fault = await _page_gate(request, state, VIDEO_PAGE_FAULTS)
@@ -367,19 +375,19 @@ def build_app(state: TwinState) -> ASGIApp:
 
     def item_list(ids: list[str], params, count: int) -> dict:
         items, cursor, has_more = page_of(ids, offset(params), count)
-        return _envelope({"itemList": items, "cursor": str(cursor), "hasMore": has_more})
+        return envelope({"itemList": items, "cursor": str(cursor), "hasMore": has_more})
 
     def item_detail(params, count, token) -> dict:
         video_id = params.get("itemId", "")
         if video_id not in corpus.item_paths:
-            return {"statusCode": STATUS_UNAVAILABLE, "statusMsg": "item doesn't exist"}
-        return _envelope({"itemInfo": {"itemStruct": state.served_item(video_id)}})
+            return envelope({}, STATUS_UNAVAILABLE, "item doesn't exist")
+        return envelope({"itemInfo": {"itemStruct": state.served_item(video_id)}})
 
     def user_detail(params, count, token) -> dict:
         unique_id = params.get("uniqueId") or corpus.sec_uids.get(params.get("secUid", ""), "")
         if unique_id not in corpus.by_author:
-            return {"statusCode": STATUS_USER_NOT_FOUND, "statusMsg": "user doesn't exist"}
-        return _envelope({"userInfo": state.user_info(unique_id)})
+            return envelope({}, STATUS_USER_NOT_FOUND, "user doesn't exist")
+        return envelope({"userInfo": state.user_info(unique_id)})
 
     def post_item_list(params, count, token) -> dict:
         ids = corpus.by_author.get(corpus.sec_uids.get(params.get("secUid", ""), ""), [])
@@ -389,14 +397,14 @@ def build_app(state: TwinState) -> ASGIApp:
         chunk = ids[:count]
         next_cursor = corpus.create_time[chunk[-1]] * 1000 if chunk else cursor_ms
         items = [state.served_item(i) for i in chunk]
-        return _envelope({"itemList": items, "cursor": str(next_cursor), "hasMore": len(ids) > len(chunk)})
+        return envelope({"itemList": items, "cursor": str(next_cursor), "hasMore": len(ids) > len(chunk)})
 
     def challenge_detail(params, count, token) -> dict:
         tag = params.get("challengeName", "").lower().lstrip("#")
         if tag not in corpus.by_tag:
-            return {"statusCode": STATUS_UNAVAILABLE, "statusMsg": "challenge doesn't exist"}
+            return envelope({}, STATUS_UNAVAILABLE, "challenge doesn't exist")
         challenge_id = corpus.challenge_id(tag)
-        return _envelope({"challengeInfo": _challenge_info(tag, challenge_id)})
+        return envelope({"challengeInfo": _challenge_info(tag, challenge_id)})
 
     def challenge_items(params, count, token) -> dict:
         tag = corpus.challenge_ids.get(params.get("challengeID", ""), "")
@@ -405,8 +413,8 @@ def build_app(state: TwinState) -> ASGIApp:
     def music_detail(params, count, token) -> dict:
         info = _music_info(params.get("musicId", ""))
         if info is None:
-            return {"statusCode": STATUS_UNAVAILABLE, "statusMsg": "music doesn't exist"}
-        return _envelope({"musicInfo": info})
+            return envelope({}, STATUS_UNAVAILABLE, "music doesn't exist")
+        return envelope({"musicInfo": info})
 
     def music_items(params, count, token) -> dict:
         return item_list(corpus.by_music.get(params.get("musicID", ""), []), params, count)
@@ -415,17 +423,17 @@ def build_app(state: TwinState) -> ASGIApp:
         words = params.get("keyword", "").lower().split()
         ids = [i for i in corpus.newest_first if words and all(w in corpus.search_text[i] for w in words)]
         items, cursor, has_more = page_of(ids, offset(params), count)
-        return _envelope({"item_list": items, "cursor": cursor, "has_more": int(has_more)}, snake=True)
+        return envelope({"item_list": items, "cursor": cursor, "has_more": int(has_more)})
 
     def recommend_items(params, count, token) -> dict:
         ids, has_more = state.recommend(token, count)
-        return _envelope({"itemList": [state.served_item(i) for i in ids], "hasMore": has_more})
+        return envelope({"itemList": [state.served_item(i) for i in ids], "hasMore": has_more})
 
     def comment_list(params, count, token) -> dict:
         video_id = params.get("aweme_id", "")
         if video_id not in corpus.item_paths:
-            return _envelope({"comments": [], "cursor": 0, "has_more": 0, "total": 0}, snake=True)
-        comments = _comments(state, video_id)
+            return envelope({"comments": [], "cursor": 0, "has_more": 0, "total": 0})
+        comments = comments_of(state, video_id)
         start = offset(params)
         chunk = comments[start : start + count]
         has_more = start + len(chunk) < len(comments)
@@ -435,7 +443,7 @@ def build_app(state: TwinState) -> ASGIApp:
             "has_more": int(has_more),
             "total": len(comments),
         }
-        return _envelope(page, snake=True)
+        return envelope(page)
 
     # --- media: signed, expiring, Referer and tt_chain_token required, Range supported
     async def video_media(request: Request) -> Response:
@@ -504,6 +512,8 @@ def build_app(state: TwinState) -> ASGIApp:
     media = Router([Route("/video/tos/{region}/{bucket}/{video_id}/", video_media, methods=["GET", "HEAD"])])
     images = Router([Route("/{prefix:path}/{key}", image)])
     music = Router([Route("/obj/ies-music-aiso/{music_id}.mp3", music_audio)])
+    # The pages' monitoring beacons: read by nobody, answered 204 as TikTok's collector answers them.
+    monitor = Router([Route(MONITOR_PATH, lambda request: Response(b"", 204), methods=["POST"])])
 
     async def log_requests(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -519,6 +529,7 @@ def build_app(state: TwinState) -> ASGIApp:
             Host(VIDEO_CDN_HOST, media),
             Host(MUSIC_CDN_HOST, music),
             Host(IMAGE_CDN_HOST, images),
+            Host(MONITOR_HOST, monitor),
         ]
     )
     return log_requests
@@ -569,7 +580,8 @@ def _placeholder_jpeg(key: str) -> bytes:
 COMMENT_WORDS = ("love", "this", "so", "good", "wow", "part", "two", "please", "haha", "best", "ever", "fr")
 
 
-def _comments(state: TwinState, video_id: str) -> list[dict]:
+def comments_of(state: TwinState, video_id: str) -> list[dict]:
+    """The comments the twin serves for a video: seeded, so every client and test sees the same."""
     item = state.corpus.item(video_id)
     total = min(60, int((item.get("statsV2") or item.get("stats") or {}).get("commentCount", 0)))
     rng = random.Random(f"{state.seed}:{video_id}")
