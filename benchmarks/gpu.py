@@ -215,11 +215,7 @@ def measure_loader(args: argparse.Namespace, workers: int) -> dict:
     dataset = tkds.load_shards(
         shards,
         "train",
-        frames=preset.frames,
-        size=preset.size,
-        audio_seconds=preset.audio_seconds,
-        sample_rate=preset.sample_rate,
-        n_mels=preset.n_mels,
+        **preset.clip_options(),
         views=2,
     )
     loader = torch.utils.data.DataLoader(

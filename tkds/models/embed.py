@@ -63,11 +63,7 @@ def embed(
         shards,
         split,
         clips=clips,
-        frames=preset.frames,
-        size=preset.size,
-        audio_seconds=preset.audio_seconds,
-        sample_rate=preset.sample_rate,
-        n_mels=preset.n_mels,
+        **preset.clip_options(),
     )
     workers = default_workers() if num_workers is None else num_workers
     loader = torch.utils.data.DataLoader(

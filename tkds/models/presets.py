@@ -40,6 +40,16 @@ class Preset:
     compile: bool
     sample_rate: int = 16000
 
+    def clip_options(self) -> dict:
+        """What the loader needs to cut this recipe's clips: `load_shards(..., **preset.clip_options())`."""
+        return {
+            "frames": self.frames,
+            "size": self.size,
+            "audio_seconds": self.audio_seconds,
+            "sample_rate": self.sample_rate,
+            "n_mels": self.n_mels,
+        }
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -86,11 +86,7 @@ def train(
         dataset = load_shards(
             shards,
             split="train",
-            frames=preset.frames,
-            size=preset.size,
-            audio_seconds=preset.audio_seconds,
-            sample_rate=preset.sample_rate,
-            n_mels=preset.n_mels,
+            **preset.clip_options(),
             views=2,
             shuffle=True,
             seed=seed,
