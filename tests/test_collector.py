@@ -52,9 +52,10 @@ def test_collect_through_faults_gets_every_reachable_video(twin_corpus: Path, tm
     # speed: the twin's clock runs 3600x, so media URLs expire two seconds after a page gives them out.
     with serve(twin_corpus, faults=FAULTS, seed=8, speed=3600) as twin:
         expected = twin.state.corpus.by_tag["fyp"][:30]
-        result = run_collect(
-            twin, db, "--hashtag", "fyp", "--limit", "30", "--media", str(media), "--rate", "40"
-        )
+        result = run_collect(  # every video page too, so that the faults of all three stages are met
+            twin, db, "--hashtag", "fyp", "--limit", "30", "--media", str(media), "--rate", "40",
+            "--detail", "always",
+        )  # fmt: skip
         fired = {k: v for k, v in twin.state.dice.fired.items() if v}
     assert len(fired) >= 4, f"the faults should have fired: {fired}"
     assert sorted(r[0] for r in query(db, "SELECT id FROM videos")) == sorted(expected)
