@@ -35,7 +35,10 @@ def check_id(value: object, kind: str = "video") -> str:
     """`value` as a digit-string id of `kind` (video, author, music, comment), or `InvalidId`."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidId(f"{kind} id {preview(value)}: not a string of digits")
-    text = str(value)
+    try:
+        text = str(value)
+    except ValueError:  # an int past Python's digit limit for str()
+        raise InvalidId(f"{kind} id: a number too long to be an id") from None
     if not DIGIT_ID.fullmatch(text):
         raise InvalidId(f"{kind} id {preview(text)}: not a string of 1 to 24 digits")
     return text

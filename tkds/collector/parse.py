@@ -84,11 +84,8 @@ def _id(out: Parsed, value: Any, kind: str) -> str | None:
     try:
         return ids.check_id(value, kind)
     except ids.InvalidId as error:
-        detail = str(error)
-    except ValueError:  # an int too long for str()
-        detail = f"{kind} id: a number too long to be an id"
-    out.refused.append(Refusal(f"{kind} id", detail))
-    return None
+        out.refused.append(Refusal(f"{kind} id", str(error)))
+        return None
 
 
 def _username(out: Parsed, value: Any) -> str | None:
