@@ -265,8 +265,8 @@ def test_files_that_are_not_captures_are_skipped_with_their_reason(tmp_path: Pat
     long_number = tmp_path / "number.json"
     long_number.write_text("[" + "9" * 5000 + "]")
     oversized = tmp_path / "oversized.json"
-    oversized.touch()
-    os.truncate(oversized, 300 * 2**20)  # sparse: refused by its size, never read
+    oversized.write_text("[")
+    os.truncate(oversized, 300 * 2**20)  # sparse: refused by its size, never read whole
     huge_string = tmp_path / "string.json"
     huge_string.write_text(json.dumps("x" * 20_000_000))
     odd_values = write(
@@ -283,11 +283,11 @@ def test_files_that_are_not_captures_are_skipped_with_their_reason(tmp_path: Pat
     out = output(result)
     assert f"skipped {folder}: not a regular file: a directory" in out
     assert f"skipped {fifo}: not a regular file: a FIFO" in out
-    assert f"skipped {garbage}: malformed JSON" in out
+    assert f"skipped {garbage}: matches no known import format: tried TikTok pages" in out
     assert f"skipped {script_bomb}: no embedded JSON" in out
     assert f"skipped {long_number}: malformed JSON" in out
     assert f"skipped {oversized}: too large to be a TikTok capture" in out
-    assert f"skipped {huge_string}: malformed JSON: not a JSON object or array" in out
+    assert f"skipped {huge_string}: matches no known import format" in out
     assert "2 of 9 imported" in out and all(len(line) < 400 for line in out.splitlines())
     videos = rows(db, "SELECT id, description, create_time, width FROM videos ORDER BY id")
     assert [v[0] for v in videos] == [good_id(n) for n in (1, 2, 3, 4)]

@@ -246,14 +246,39 @@ def _print_collect_summary(summary, db: Path, comments: int) -> None:
     type=click.Path(path_type=Path, file_okay=False, exists=True),
     help="A folder of ID.mp4 files downloaded elsewhere: probed, hashed and recorded for those videos.",
 )
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-def import_(db: Path, media: Path | None, files: tuple[Path, ...]) -> None:
-    """Ingest saved TikTok captures (page HTML, API JSON, item lists, SIGI_STATE dumps) into DuckDB."""
+@click.option(
+    "--table",
+    "tables",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A CSV, TSV or Parquet table of TikTok metadata, read as a table whatever its content.",
+)
+@click.option(
+    "--map",
+    "mapping",
+    default=None,
+    help="Table columns as tkds fields, e.g. 'vid_id=video_id,vid_nlike=likes'; "
+    "common names are recognised without it.",
+)
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+def import_(
+    db: Path, media: Path | None, tables: tuple[Path, ...], mapping: str | None, files: tuple[Path, ...]
+) -> None:
+    """Ingest saved TikTok captures, other tools' exports and data tables into DuckDB.
+
+    Each file's format is detected from its content: TikTok pages and API JSON, tiktok-scraper,
+    Apify, pyktok and Research API exports, and CSV, TSV or Parquet tables.
+    """
     from rich.markup import escape
 
+    from tkds.collector.formats.flat import parse_mapping
     from tkds.collector.importer import import_captures
 
-    summary = import_captures(db, list(files), media=media)
+    if not files and not tables:
+        raise TkdsError("nothing to import: name capture files, or tables with --table")
+    summary = import_captures(
+        db, list(files), media=media, tables=list(tables), mapping=parse_mapping(mapping)
+    )
     table = Table(title=f"Imported into {db}", show_header=False)
     table.add_row("files", f"{summary.imported} of {summary.files} imported")
     table.add_row("videos", f"{summary.videos_new} new, {summary.videos_updated} updated")
@@ -270,6 +295,12 @@ def import_(db: Path, media: Path | None, files: tuple[Path, ...]) -> None:
         "wall time", f"{summary.wall_s:.2f} s ({summary.files / max(summary.wall_s, 1e-9):.0f} files/s)"
     )
     console.print(table)
+    for file, report in summary.reports.items():
+        if report.format:
+            held = [f"{n} {what}" for n, what in ((report.videos, "videos"), (report.authors, "authors"),
+                                                   (report.comments, "comments")) if n]  # fmt: skip
+            notes = "; ".join([", ".join(held) or "nothing", *report.notes])
+            console.print(f"{escape(file)}: {escape(report.title)}: {escape(notes)}")
     for file, reason in summary.failures.items():
         console.print(f"[yellow]skipped[/] {escape(file)}: {escape(reason)}")
     for file, refusal in summary.refusals.items():

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from tkds import ids
+from tkds.collector.hashtags import item_hashtags
 from tkds.collector.records import (
     Author,
     AuthorStats,
     Comment,
+    Image,
     Music,
     Parsed,
     Refusal,
@@ -39,6 +41,7 @@ REASONS = {
     "too_deep": "nested too deeply to be a TikTok capture",
     "too_big": "too large to be a TikTok capture",
     "not_a_file": "not a regular file",
+    "unknown": "matches no known import format",
 }
 MAX_CAPTURE_BYTES = 256 * 2**20  # a saved page or API response is a few MB
 INT64 = 2**63
@@ -154,16 +157,16 @@ def _url(value: Any) -> str | None:
     return _text(value)
 
 
-def _hashtags(item: dict) -> list[str]:
-    extras = list(_list(item.get("textExtra")))
-    for content in _list(item.get("contents")):
-        extras += _list(_dict(content).get("textExtra"))
-    names = [e.get("hashtagName") for e in extras if isinstance(e, dict) and e.get("type") == 1]
-    if not names:
-        # Challenges only when the caption names no tag: SIGI-era items carry the account's whole list.
-        names = [_dict(c).get("title") for c in _list(item.get("challenges"))]
-    tags = (_string(n).strip().lstrip("#").lower() for n in names if isinstance(n, str))
-    return list(dict.fromkeys(t for t in tags if t))
+def _images(item: dict) -> list[Image]:
+    """A photo post's images (`imagePost.images[]`), each with its first URL and its size."""
+    images = []
+    for image in _list(_dict(item.get("imagePost")).get("images")):
+        image = _dict(image)
+        url = _url(_dict(image.get("imageURL")).get("urlList")) or _url(image.get("url"))
+        if url:
+            width, height = _int(image.get("imageWidth"), INT32), _int(image.get("imageHeight"), INT32)
+            images.append(Image(url, width, height))
+    return images
 
 
 def _author(out: Parsed, user: dict) -> Author | None:
@@ -202,6 +205,7 @@ def _music(out: Parsed, music: dict) -> Music | None:
         author_name=_text(music.get("authorName")),
         original=_bool(music.get("original")),
         duration_s=_float(music.get("duration")),
+        play_url=_url(music.get("playUrl")) or _url(_dict(music.get("playUrl")).get("urlList")),
         raw=music,
     )
 
@@ -237,6 +241,7 @@ def parse_item(
     if music:
         out.music.append(music)
     video = _dict(item.get("video"))
+    images = _images(item)
     out.videos.append(
         Video(
             id=video_id,
@@ -249,9 +254,11 @@ def parse_item(
             height=_int(video.get("height"), INT32),
             is_ad=_bool(item.get("isAd")),
             location=_text(item.get("locationCreated")),
-            hashtags=_hashtags(item),
+            hashtags=item_hashtags(item),
             play_url=_url(video.get("playAddr")),
             download_url=_url(video.get("downloadAddr")),
+            kind="photo" if images else "video",
+            images=images,
             raw=item,
         )
     )
@@ -359,6 +366,7 @@ def _parse_universal(data: dict) -> Parsed:
         out.extend(_parse_music_info(music["musicInfo"]))
     for part in (video, user, music, _dict(scope.get("webapp.challenge-detail"))):
         _set_status(out, part)
+    out.shape = "universal"
     return _dedupe(out)
 
 
@@ -374,6 +382,7 @@ def _parse_sigi(state: dict) -> Parsed:
     _set_paging(out, _dict(_dict(state.get("ItemList")).get("user-post")))
     for page in ("VideoPage", "UserPage"):
         _set_status(out, _dict(state.get(page)))
+    out.shape = "sigi"
     return _dedupe(out)
 
 
@@ -389,6 +398,7 @@ def _parse_next(data: dict) -> Parsed:
     for listed in _list(props.get("items")):
         out.extend(parse_item(listed))
     _set_status(out, props)
+    out.shape = "next"
     return _dedupe(out)
 
 
@@ -474,6 +484,7 @@ def _parse_list(entries: list) -> Parsed:
             out.extend(parse_item(entry["item"]))
         else:
             out.extend(parse_item(entry))
+    out.shape = "api"
     return _dedupe(out)
 
 
@@ -495,6 +506,7 @@ def parse_api(payload: dict | list) -> Parsed:
         out.extend(_parse_music_info(payload["musicInfo"]))
     _set_status(out, payload)
     _set_paging(out, payload)
+    out.shape = "api"
     return _dedupe(out)
 
 

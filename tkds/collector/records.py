@@ -2,14 +2,15 @@
 
 Ids are strings (19-digit numbers, never floats), checked with `tkds.ids` where records enter: a
 record whose id is invalid is not built but kept as a `Refusal`. Counts are exact where TikTok
-gave exact values (`statsV2`), else the rounded `stats`. Every entity keeps its raw JSON, so it can be
-parsed again.
+gave exact values (`statsV2`), else the rounded `stats`; counts read from display text ("304.9K") carry
+`rounded`. Every entity keeps its raw JSON, so it can be parsed again.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads leaves only unpaired ones
 
@@ -38,6 +39,7 @@ class AuthorStats:
     following: int | None = None
     hearts: int | None = None
     videos: int | None = None
+    rounded: bool = False  # some count was display text such as "304.9K"
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Music:
     author_name: str | None = None
     original: bool | None = None
     duration_s: float | None = None
+    play_url: str | None = None  # the sound itself: a photo post's audio
     raw: dict = field(default_factory=dict)
 
 
@@ -58,6 +61,16 @@ class VideoStats:
     comments: int | None = None
     shares: int | None = None
     collects: int | None = None
+    rounded: bool = False  # some count was display text such as "304.9K"
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image of a photo post, in its order."""
+
+    url: str
+    width: int | None = None
+    height: int | None = None
 
 
 @dataclass
@@ -75,6 +88,8 @@ class Video:
     hashtags: list[str] = field(default_factory=list)  # lower-case, no '#', first occurrence first
     play_url: str | None = None
     download_url: str | None = None
+    kind: str | None = None  # "video", "photo" (a photo-mode post: images with a sound), None if unknown
+    images: list[Image] = field(default_factory=list)
     raw: dict = field(default_factory=dict)
 
 
@@ -111,6 +126,8 @@ class Parsed:
     cursor: str | None = None
     has_more: bool | None = None
     refused: list[Refusal] = field(default_factory=list)  # what the parser would not build, and why
+    shape: str = ""  # the payload's format: "universal", "sigi", "next", "api", or an import format's name
+    observed_at: datetime | None = None  # when the source says it saw this (an export's scrape time)
 
     def extend(self, other: Parsed) -> None:
         for name in ("videos", "video_stats", "authors", "author_stats", "music", "comments", "refused"):
@@ -134,4 +151,6 @@ class Parsed:
             cursor=self.cursor,
             has_more=self.has_more,
             refused=list(self.refused),
+            shape=self.shape,
+            observed_at=self.observed_at,
         )

@@ -64,6 +64,13 @@ CREATE TABLE IF NOT EXISTS media (
 );
 ALTER TABLE media ADD COLUMN IF NOT EXISTS video_stream INTEGER;
 ALTER TABLE media ADD COLUMN IF NOT EXISTS audio_stream INTEGER;
+ALTER TABLE videos ADD COLUMN IF NOT EXISTS kind VARCHAR;
+ALTER TABLE video_stats ADD COLUMN IF NOT EXISTS rounded BOOLEAN;
+ALTER TABLE author_stats ADD COLUMN IF NOT EXISTS rounded BOOLEAN;
+CREATE TABLE IF NOT EXISTS video_images (
+    video_id VARCHAR, position INTEGER, url VARCHAR, width INTEGER, height INTEGER,
+    PRIMARY KEY (video_id, position)
+);
 CREATE TABLE IF NOT EXISTS comments (
     id VARCHAR PRIMARY KEY, video_id VARCHAR, author VARCHAR, text VARCHAR, likes BIGINT,
     create_time TIMESTAMP
@@ -88,7 +95,7 @@ CREATE TABLE IF NOT EXISTS crawl_runs (
 """
 
 VIDEO_COLUMNS = ("VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "TIMESTAMP", "DOUBLE", "INTEGER", "INTEGER",
-                 "BOOLEAN", "VARCHAR", "VARCHAR", "TIMESTAMP", "TIMESTAMP", "JSON")  # fmt: skip
+                 "BOOLEAN", "VARCHAR", "VARCHAR", "TIMESTAMP", "TIMESTAMP", "JSON", "VARCHAR")  # fmt: skip
 VIDEO_CONFLICT = """ON CONFLICT (id) DO UPDATE SET author_id = coalesce(excluded.author_id, author_id),
     music_id = coalesce(excluded.music_id, music_id),
     description = coalesce(excluded.description, description),
@@ -96,7 +103,7 @@ VIDEO_CONFLICT = """ON CONFLICT (id) DO UPDATE SET author_id = coalesce(excluded
     duration_s = coalesce(excluded.duration_s, duration_s),
     width = coalesce(excluded.width, width), height = coalesce(excluded.height, height),
     is_ad = coalesce(excluded.is_ad, is_ad), location = coalesce(excluded.location, location),
-    last_seen = excluded.last_seen, raw = excluded.raw"""
+    last_seen = excluded.last_seen, raw = excluded.raw, kind = coalesce(excluded.kind, kind)"""
 HASHTAG_COLUMNS = ("VARCHAR", "VARCHAR", "INTEGER")
 AUTHOR_COLUMNS = ("VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "BOOLEAN", "BOOLEAN", "VARCHAR", "JSON")
 AUTHOR_CONFLICT = """ON CONFLICT (id) DO UPDATE SET unique_id = coalesce(excluded.unique_id, unique_id),
@@ -108,8 +115,18 @@ MUSIC_CONFLICT = """ON CONFLICT (id) DO UPDATE SET title = coalesce(excluded.tit
     author_name = coalesce(excluded.author_name, author_name),
     original = coalesce(excluded.original, original),
     duration_s = coalesce(excluded.duration_s, duration_s), raw = excluded.raw"""
-VIDEO_STATS_COLUMNS = ("VARCHAR", "TIMESTAMP", "BIGINT", "BIGINT", "BIGINT", "BIGINT", "BIGINT")
-AUTHOR_STATS_COLUMNS = ("VARCHAR", "TIMESTAMP", "BIGINT", "BIGINT", "BIGINT", "BIGINT")
+VIDEO_STATS_COLUMNS = ("VARCHAR", "TIMESTAMP", "BIGINT", "BIGINT", "BIGINT", "BIGINT", "BIGINT", "BOOLEAN")
+AUTHOR_STATS_COLUMNS = ("VARCHAR", "TIMESTAMP", "BIGINT", "BIGINT", "BIGINT", "BIGINT", "BOOLEAN")
+# For one observation, an exact snapshot replaces a rounded one, and never the other way round.
+VIDEO_STATS_CONFLICT = """ON CONFLICT DO UPDATE SET plays = excluded.plays, likes = excluded.likes,
+    comments = excluded.comments, shares = excluded.shares, collects = excluded.collects,
+    rounded = excluded.rounded WHERE coalesce(video_stats.rounded, false) AND NOT excluded.rounded"""
+AUTHOR_STATS_CONFLICT = """ON CONFLICT DO UPDATE SET followers = excluded.followers,
+    following = excluded.following, hearts = excluded.hearts, videos = excluded.videos,
+    rounded = excluded.rounded WHERE coalesce(author_stats.rounded, false) AND NOT excluded.rounded"""
+IMAGE_COLUMNS = ("VARCHAR", "INTEGER", "VARCHAR", "INTEGER", "INTEGER")
+IMAGE_CONFLICT = """ON CONFLICT DO UPDATE SET url = excluded.url, width = excluded.width,
+    height = excluded.height"""
 COMMENT_COLUMNS = ("VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "BIGINT", "TIMESTAMP")
 COMMENT_CONFLICT = "ON CONFLICT (id) DO UPDATE SET likes = excluded.likes, text = excluded.text"
 
@@ -364,18 +381,19 @@ class Store:
 
         A video with a bad id is refused with its stats and tags; an author or sound with a bad id is
         refused and its videos keep NULL there; a comment needs a good id and video id; a bad username
-        is stored as NULL. Returns how many videos were "new" and "updated", and how many records (or
+        is stored as NULL. For one observation time an exact stats snapshot replaces a rounded one,
+        never the reverse. Returns how many videos were "new" and "updated", and how many records (or
         usernames) were "refused" (the parser's refusals included), with "refused_reasons" (reason ->
         count) and up to REFUSAL_EXAMPLES "refused_examples".
         """
-        seen = observed_at or utcnow()
+        seen = parsed.observed_at or observed_at or utcnow()  # a source's own scrape time first
         refused: list[Refusal] = list(parsed.refused)
         videos = [
             (
                 v.id, v.author_id if v.author_id is None or _valid(v.author_id, "author", refused) else None,
                 v.music_id if v.music_id is None or _valid(v.music_id, "music", refused) else None,
                 v.description, _timestamp(v.create_time), v.duration_s, v.width, v.height, v.is_ad,
-                v.location, source, seen, seen, raw,
+                v.location, source, seen, seen, raw, v.kind,
             )
             for v in parsed.videos
             if (raw := _admitted_raw(v, "video", refused)) is not None
@@ -387,9 +405,15 @@ class Store:
             if v.id in kept
             for position, tag in enumerate(v.hashtags)
         ]
+        images = [
+            (v.id, position, image.url, image.width, image.height)
+            for v in parsed.videos
+            if v.id in kept
+            for position, image in enumerate(v.images)
+        ]
         refused_videos = {v.id for v in parsed.videos} - kept
         video_stats = [
-            (st.video_id, seen, st.plays, st.likes, st.comments, st.shares, st.collects)
+            (st.video_id, seen, st.plays, st.likes, st.comments, st.shares, st.collects, st.rounded)
             for st in parsed.video_stats
             if st.video_id not in refused_videos and _valid(st.video_id, "video", refused)
         ]
@@ -408,7 +432,7 @@ class Store:
             if (raw := _admitted_raw(a, "author", refused)) is not None
         ]
         author_stats = [
-            (s.author_id, seen, s.followers, s.following, s.hearts, s.videos)
+            (s.author_id, seen, s.followers, s.following, s.hearts, s.videos, s.rounded)
             for s in parsed.author_stats
             if _valid(s.author_id, "author", refused)
         ]
@@ -433,8 +457,9 @@ class Store:
             ("video_hashtags", HASHTAG_COLUMNS, "ON CONFLICT DO NOTHING", hashtags),
             ("authors", AUTHOR_COLUMNS, AUTHOR_CONFLICT, authors),
             ("music", MUSIC_COLUMNS, MUSIC_CONFLICT, music),
-            ("video_stats", VIDEO_STATS_COLUMNS, "ON CONFLICT DO NOTHING", video_stats),
-            ("author_stats", AUTHOR_STATS_COLUMNS, "ON CONFLICT DO NOTHING", author_stats),
+            ("video_images", IMAGE_COLUMNS, IMAGE_CONFLICT, images),
+            ("video_stats", VIDEO_STATS_COLUMNS, VIDEO_STATS_CONFLICT, video_stats),
+            ("author_stats", AUTHOR_STATS_COLUMNS, AUTHOR_STATS_CONFLICT, author_stats),
             ("comments", COMMENT_COLUMNS, COMMENT_CONFLICT, comments),
         ]
         with self.writing():

@@ -1,0 +1,125 @@
+"""Import formats: one small module per source, each detected from a file's content, not its name.
+
+A `Format` has a `sniff` (does this head of a file look like mine?) and a `read` that streams the file
+as `Parsed` batches into the one upsert path. Specific formats come first; TikTok's own pages and
+API JSON (`web`, which also takes any other JSON, to name its fault) and any table (`table`) come
+last. A file no format can read is a `CaptureError` naming the formats tried.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tkds.collector.parse import CaptureError
+from tkds.collector.records import Parsed
+
+HEAD_BYTES = 64 * 1024  # what a sniffer sees of a file
+BATCH = 2000  # records per upsert when a format streams
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The head of a file, for sniffing: its first HEAD_BYTES, as bytes and as text."""
+
+    path: Path
+    head: bytes
+    text: str
+    truncated: bool  # the file is longer than the head
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """What a user passed beside the files: `mapping` is `--map column=field,…` for tables."""
+
+    mapping: dict[str, str] | None = None
+
+
+@dataclass
+class FileReport:
+    """What reading one file found: its format, notes to show (a table's chosen mapping), and rows."""
+
+    format: str = ""
+    title: str = ""
+    notes: list[str] = field(default_factory=list)
+    rows: int = 0  # table rows or export items read
+    videos: int = 0  # what went to the store (set by the importer)
+    authors: int = 0
+    comments: int = 0
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str  # stored in videos.source as "import:NAME:FILE"
+    title: str  # what users read: "tiktok-scraper JSON export"
+    sniff: Callable[[Sample], bool]
+    read: Callable[[Path, ImportOptions, FileReport], Iterator[Parsed]]
+    check: Callable[[ImportOptions], None] | None = None  # refuses bad options before any file is read
+
+
+def _registry() -> list[Format]:
+    from tkds.collector.formats import web
+
+    return [web.FORMAT]
+
+
+def formats() -> list[Format]:
+    """Every format, in the order they are tried."""
+    return _registry()
+
+
+def by_name(name: str) -> Format:
+    for candidate in formats():
+        if candidate.name == name:
+            return candidate
+    raise ValueError(f"no import format named {name!r}")
+
+
+def sample(path: Path) -> Sample:
+    """A regular file's head; a directory, FIFO or device is a `CaptureError`, never read."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, and is then refused
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO, socket or device"
+            raise CaptureError("not_a_file", kind)
+        head = os.read(descriptor, HEAD_BYTES)
+    finally:
+        os.close(descriptor)
+    text = head.decode("utf-8-sig", errors="replace")
+    return Sample(path, head, text, info.st_size > len(head))
+
+
+def detect(path: Path) -> Format:
+    """The first format that claims the file; none is a `CaptureError` naming those tried."""
+    head = sample(path)
+    if not head.head.strip():
+        raise CaptureError("empty")
+    for candidate in formats():
+        if candidate.sniff(head):
+            return candidate
+    raise unknown_format()
+
+
+def unknown_format() -> CaptureError:
+    """The error for a file no format reads, naming every format tried."""
+    return CaptureError("unknown", "tried " + ", ".join(f.title for f in formats()))
+
+
+def batched(parsed: Iterator[Parsed], size: int = BATCH) -> Iterator[Parsed]:
+    """Records merged into batches of about `size` videos (per observation time), for fewer upserts."""
+    batch = Parsed()
+    for part in parsed:
+        if batch.observed_at != part.observed_at and (batch.videos or batch.authors or batch.refused):
+            yield batch.deduplicated()
+            batch = Parsed()
+        batch.extend(part)
+        batch.shape, batch.observed_at = part.shape, part.observed_at
+        if len(batch.videos) + len(batch.refused) >= size:
+            yield batch.deduplicated()
+            batch = Parsed()
+    if batch.videos or batch.authors or batch.music or batch.comments or batch.refused:
+        yield batch.deduplicated()
