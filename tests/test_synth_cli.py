@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import pytest
 
 TKDS = [sys.executable, "-m", "tkds"]
 TINY = ["--videos", "4", "--seconds", "1-2", "--seed", "5"]
+PHOTOS = ["--photo-share", "0.5"]  # half photo posts: images and a sound instead of an mp4
 
 
 def tkds(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -40,12 +42,17 @@ def test_version_and_help_list_only_built_commands() -> None:
 
 
 def test_same_seed_gives_identical_bytes_and_another_seed_does_not(tmp_path: Path) -> None:
-    tkds("synth", str(tmp_path / "a"), *TINY)
-    tkds("synth", str(tmp_path / "b"), *TINY)
-    tkds("synth", str(tmp_path / "c"), *TINY[:-1], "6")
+    tkds("synth", str(tmp_path / "a"), *TINY, *PHOTOS)
+    tkds("synth", str(tmp_path / "b"), *TINY, *PHOTOS)
+    tkds("synth", str(tmp_path / "c"), *TINY[:-1], "6", *PHOTOS)
     first, second, other = (digest_tree(tmp_path / name) for name in "abc")
     assert first == second
-    assert len(first) == 4 * 2 + 2  # mp4 + item per video, corpus.json, the config record
+    posts = json.loads((tmp_path / "a" / "corpus.json").read_text())["videos"]
+    photos = [post for post in posts if post["kind"] == "photo"]
+    assert photos and len(photos) < len(posts)
+    media = sum(len(post.get("images", [])) or 1 for post in posts)  # an mp4, or a JPEG per image
+    sounds = len({post["sound_id"] for post in photos})
+    assert len(first) == media + 4 + sounds + 2  # + an item per post, corpus.json, the config record
     assert first["corpus.json"] != other["corpus.json"]
 
 
@@ -58,6 +65,7 @@ def test_same_seed_gives_identical_bytes_and_another_seed_does_not(tmp_path: Pat
         (["--size", "wide"], "is not WIDTHxHEIGHT"),
         (["--seconds", "7-5"], "is impossible"),
         (["--fps", "0"], "--fps must be"),
+        (["--photo-share", "1.5"], "--photo-share must be a fraction 0..1"),
         (["--no-such-flag"], "No such option"),
     ],
 )
@@ -143,7 +151,7 @@ def small_disk(tmp_path: Path):
 
 def test_full_disk_names_the_video_and_a_rerun_resumes_once_there_is_room(small_disk: Path) -> None:
     out = small_disk / "corpus"
-    args = ["--videos", "6", "--seconds", "2-3", "--seed", "3"]
+    args = ["--videos", "6", "--seconds", "2-3", "--seed", "3", "--photo-share", "0"]
     failed = tkds("synth", str(out), *args, check=False)
     assert failed.returncode == 1
     line = failed.stderr.strip().splitlines()[-1]

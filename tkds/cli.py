@@ -49,9 +49,20 @@ def cli() -> None:
 @click.option("--seconds", default="5-7", show_default=True, help="Duration range A-B in seconds.")
 @click.option("--fps", default=15, show_default=True)
 @click.option("--categories", default=8, show_default=True)
+@click.option(
+    "--photo-share", default=0.1, show_default=True, help="Share of posts that are photo posts (0..1)."
+)
 @click.option("--workers", default=None, type=int, help="Processes; default: all cores.")
 def synth(
-    out: Path, videos: int, seed: int, size: str, seconds: str, fps: int, categories: int, workers: int | None
+    out: Path,
+    videos: int,
+    seed: int,
+    size: str,
+    seconds: str,
+    fps: int,
+    categories: int,
+    photo_share: float,
+    workers: int | None,
 ) -> None:
     """Write a SynthTok corpus (mp4 + TikTok item JSON + corpus.json) to OUT."""
     from tkds.synth import generate
@@ -64,6 +75,7 @@ def synth(
         seconds=_seconds(seconds),
         fps=fps,
         categories=categories,
+        photo_share=photo_share,
         workers=workers,
     )
     _print_synth_summary(summary)
@@ -73,6 +85,7 @@ def _print_synth_summary(summary) -> None:
     busy = summary.render_s + summary.encode_s
     table = Table(title=f"SynthTok corpus in {summary.out}", show_header=False)
     table.add_row("videos", f"{summary.videos} ({summary.rendered} rendered, {summary.reused} already there)")
+    table.add_row("photo posts", f"{summary.photos} of the {summary.videos} (images and a sound, no mp4)")
     table.add_row("failures", "0")
     table.add_row("wall time", f"{summary.wall_s:.1f} s ({summary.videos_per_s:.2f} videos/s)")
     if busy:
@@ -96,7 +109,12 @@ def _print_synth_summary(summary) -> None:
 @click.option(
     "--ca-out", type=click.Path(path_type=Path), default=Path("tkds-twin-ca.pem"), show_default=True
 )
-@click.option("--faults", default="", help="Seeded fault rates, e.g. 'rate429=0.05,empty=0.02,reset=0.01'.")
+@click.option(
+    "--faults",
+    default="",
+    help="Seeded fault rates, e.g. 'rate429=0.05,empty=0.02,reset=0.01'; drop_FIELD=RATE serves items "
+    "without stats, author, music, hashtags or media (payload drift).",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option(
     "--page-format",
@@ -218,9 +236,16 @@ def _print_collect_summary(summary, db: Path, comments: int) -> None:
     skipped = f"; {summary.details_skipped} not needed" if summary.details_skipped else ""
     table.add_row("video pages", f"{summary.details_ok} ok; failed: {failures}; owed: {owed}{skipped}")
     media_failures = ", ".join(f"{n} {r}" for r, n in summary.media_failures.items()) or "none"
-    media = f"{summary.media_ok} ok ({summary.media_bytes / 1e6:.1f} MB); failed: {media_failures}"
+    photos = (
+        f", {summary.photo_posts_ok} of them photo posts ({summary.photo_images} images)"
+        if summary.photo_posts_ok
+        else ""
+    )
+    media = f"{summary.media_ok} ok ({summary.media_bytes / 1e6:.1f} MB{photos}); failed: {media_failures}"
     table.add_row("media", f"{media}; owed: {owed_text(summary.media_owed)}")
     table.add_row("yt-dlp fallbacks", f"{summary.media_fallbacks} (play URLs refused or expired)")
+    if summary.photo_refetches:
+        table.add_row("photo pages re-fetched", f"{summary.photo_refetches} (image or sound URLs expired)")
     by_kind = ", ".join(f"{n} {kind}" for kind, n in summary.requests.by_kind.most_common()) or "none"
     per_video = summary.requests_per_video
     per_video_text = "no videos" if per_video is None else f"{per_video:.3f} per video"
@@ -237,6 +262,15 @@ def _print_collect_summary(summary, db: Path, comments: int) -> None:
         throughput += f", {summary.media_bytes / 1e6 / media_s:.1f} MB/s of media"
     table.add_row("throughput", throughput)
     console.print(table)
+    _print_warnings(summary.warnings)
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    """Payload drift, one unwrapped yellow line each."""
+    from rich.markup import escape
+
+    for line in warnings:
+        console.print(f"[yellow]warning[/] {escape(line)}", soft_wrap=True)
 
 
 @cli.command("import")
@@ -306,6 +340,7 @@ def import_(
     for file, refusal in summary.refusals.items():
         if file not in summary.failures:
             console.print(f"[yellow]refused[/] in {escape(file)}: {escape(refusal)}")
+    _print_warnings(summary.warnings)
     if summary.files and not summary.imported:
         raise TkdsError(f"none of the {summary.files} files could be imported; see the reasons above")
 
@@ -331,6 +366,9 @@ def import_(
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Per-video labels: a SynthTok corpus.json, or a CSV with an id column.",
 )
+@click.option(
+    "--kind", default="all", show_default=True, help="What to package: video, photo (photo posts) or all."
+)
 @click.option("--workers", default=None, type=int, help="Parallel ffmpeg processes; default: all cores.")
 @click.option("--verify", is_flag=True, help="Only re-hash the shards in --out against their manifest.")
 def shard(
@@ -346,6 +384,7 @@ def shard(
     seed: int,
     where: str | None,
     labels: Path | None,
+    kind: str,
     workers: int | None,
     verify: bool,
 ) -> None:
@@ -368,7 +407,7 @@ def shard(
     params = ShardParams(
         split_by=split_by, ratios=parse_ratios(ratios), cut_date=cut_date, seed=seed,
         samples_per_shard=samples_per_shard, shard_mb=shard_mb, size=size, fps=fps, where=where,
-        labels=str(labels.resolve()) if labels else None,
+        labels=str(labels.resolve()) if labels else None, kind=kind,
     )  # fmt: skip
     _print_shard_summary(build_shards(db, out, params, workers=workers), out)
 

@@ -15,8 +15,9 @@ from pathlib import Path
 DIGIT_ID = re.compile(r"[0-9]{1,24}")
 # TikTok: letters, digits, underscores and periods, at most 24 characters, never ending in a period.
 USERNAME = re.compile(r"[A-Za-z0-9_.]{0,23}[A-Za-z0-9_]")
-# The member extensions a shard may hold (after the key): media, sidecars, metadata, thumbnails.
-MEMBER_EXTENSION = re.compile(r"[a-z0-9]{1,8}")
+# The member extensions a shard may hold (after the key): media, sidecars, metadata, thumbnails, and a
+# photo post's numbered images (`img0.jpg`: one inner dot, which WebDataset keeps in the extension).
+MEMBER_EXTENSION = re.compile(r"[a-z0-9]{1,8}(?:\.[a-z0-9]{1,8})?")
 PREVIEW = 40  # characters of a bad value quoted in a message
 
 
@@ -81,5 +82,8 @@ def id_path(folder: Path, video_id: str, suffix: str = "", kind: str = "video") 
 def member_name(key: str, extension: str) -> str:
     """A tar member name `KEY.EXT` for a checked id and a plain extension (`mp4`, `json`, …)."""
     if not MEMBER_EXTENSION.fullmatch(extension):
-        raise InvalidId(f"member extension {preview(extension)}: not 1 to 8 lower-case letters or digits")
+        raise InvalidId(
+            f"member extension {preview(extension)}: not 1 to 8 lower-case letters or digits "
+            "(twice at most, joined by a dot)"
+        )
     return f"{check_id(key)}.{extension}"

@@ -55,7 +55,7 @@ def run_demo(
     corpus = out / "corpus"
     started = time.perf_counter()
     if not (corpus / CORPUS_FILE).exists():
-        report("synth", generate(corpus, plan.videos, seconds=plan.seconds))
+        report("synth", generate(corpus, plan.videos, seconds=plan.seconds, photo_share=0.1))
     result.stage_s["synth"] = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -21,8 +21,13 @@ METADATA_COLUMNS = ("followers", "author_hearts", "author_videos", "age_days")
 SOUND_ONEHOT_MAX_DIMS = 2048
 # solo-learn's weighted-kNN temperature: votes weigh exp(cos / T).
 KNN_TEMPERATURE = 0.07
-# Similarity rows per block: keeps a block × gallery matrix near 100 MB on a large gallery.
-CHUNK = 512
+# A similarity block is at most QUERY_BLOCK × GALLERY_BLOCK float32 (64 MB), whatever the table's size:
+# never a queries × gallery matrix, and blocks big enough for the matrix product to run at full speed.
+QUERY_BLOCK = 1024
+GALLERY_BLOCK = 16384
+# Entries of a block of whole similarity rows (retrieval ranks the full gallery): 2²⁴ keeps the block and
+# the arrays derived from it (about 20 bytes an entry) near 350 MB, however large the gallery.
+ROW_BLOCK_ENTRIES = 2**24
 
 
 def missing_reason(table: pl.DataFrame, columns: tuple[str, ...]) -> str | None:
@@ -68,8 +73,10 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 def _column_matrix(table: pl.DataFrame, column: str) -> np.ndarray:
     """A list[f32] column as an (n, d) float32 matrix; null rows become zeros."""
     width = int(table[column].list.len().max())
-    matrix = table[column].list.to_array(width).to_numpy().astype(np.float32)
-    return np.nan_to_num(matrix, nan=0.0)
+    matrix = table[column].list.to_array(width).to_numpy()
+    # One copy at most (a wide table's matrix is hundreds of MB): none when polars hands over a writable one.
+    matrix = matrix.astype(np.float32, copy=not matrix.flags.writeable)
+    return np.nan_to_num(matrix, nan=0.0, copy=False)
 
 
 def embedding(table: pl.DataFrame, features: str) -> np.ndarray:
@@ -127,6 +134,57 @@ def reference_table(table: pl.DataFrame, kind: str) -> pl.DataFrame:
     return table.with_columns(video, pl.lit(None, dtype=pl.List(pl.Float32)).alias("audio"))
 
 
+def row_block(gallery_rows: int) -> int:
+    """How many whole similarity rows over a gallery of `gallery_rows` fit in ROW_BLOCK_ENTRIES."""
+    return max(1, ROW_BLOCK_ENTRIES // max(1, gallery_rows))
+
+
+def top_k_scores(
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    k: int,
+    exclude_self: bool = False,
+    gallery_bias: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and scores of each query's k highest q·g (+ gallery_bias[g]) gallery rows, highest first.
+
+    Exact, in QUERY_BLOCK × GALLERY_BLOCK blocks: each block's top k is merged into a running top k, so
+    memory stays flat however large the gallery. Ties at the k-th place go to either row.
+    exclude_self: queries are the gallery, and a row is not its own neighbour.
+    """
+    import torch  # a core dependency; its matrix product and top-k use every core (numpy's top-k one)
+
+    query_rows = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    gallery_rows = torch.from_numpy(np.ascontiguousarray(gallery, dtype=np.float32))
+    bias = None if gallery_bias is None else torch.from_numpy(np.asarray(gallery_bias, dtype=np.float32))
+    k = min(k, gallery_rows.shape[0] - exclude_self)
+    indices = np.empty((query_rows.shape[0], k), dtype=np.int64)
+    scores = np.empty((query_rows.shape[0], k), dtype=np.float32)
+    for q_start in range(0, query_rows.shape[0], QUERY_BLOCK):
+        block = query_rows[q_start : q_start + QUERY_BLOCK]
+        best_scores = torch.empty((block.shape[0], 0))
+        best_indices = torch.empty((block.shape[0], 0), dtype=torch.int64)
+        for g_start in range(0, gallery_rows.shape[0], GALLERY_BLOCK):
+            sim = block @ gallery_rows[g_start : g_start + GALLERY_BLOCK].T
+            if bias is not None:
+                sim += bias[g_start : g_start + GALLERY_BLOCK]
+            if exclude_self:
+                # Query row r is gallery column q_start + r − g_start, where that falls in this block.
+                rows = torch.arange(block.shape[0])
+                columns = q_start + rows - g_start
+                inside = (columns >= 0) & (columns < sim.shape[1])
+                sim[rows[inside], columns[inside]] = -torch.inf
+            top_scores, top = torch.topk(sim, min(k, sim.shape[1]), dim=1)
+            best_scores = torch.cat([best_scores, top_scores], dim=1)
+            best_indices = torch.cat([best_indices, top + g_start], dim=1)
+            if g_start > 0:  # merge, which also keeps the running top k sorted
+                best_scores, kept = torch.topk(best_scores, min(k, best_scores.shape[1]), dim=1)
+                best_indices = best_indices.gather(1, kept)
+        scores[q_start : q_start + block.shape[0]] = best_scores.numpy()
+        indices[q_start : q_start + block.shape[0]] = best_indices.numpy()
+    return indices, scores
+
+
 def cosine_neighbours(
     queries: np.ndarray, gallery: np.ndarray, k: int, exclude_self: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -134,20 +192,7 @@ def cosine_neighbours(
 
     exclude_self: queries are the gallery, and a row is not its own neighbour.
     """
-    queries, gallery = l2_normalise(queries), l2_normalise(gallery)
-    k = min(k, gallery.shape[0] - exclude_self)
-    indices, sims = [], []
-    for start in range(0, queries.shape[0], CHUNK):
-        sim = queries[start : start + CHUNK] @ gallery.T
-        if exclude_self:
-            rows = np.arange(sim.shape[0])
-            sim[rows, start + rows] = -np.inf
-        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-        top_sim = np.take_along_axis(sim, top, axis=1)
-        order = np.argsort(-top_sim, axis=1, kind="stable")
-        indices.append(np.take_along_axis(top, order, axis=1))
-        sims.append(np.take_along_axis(top_sim, order, axis=1))
-    return np.vstack(indices), np.vstack(sims)
+    return top_k_scores(l2_normalise(queries), l2_normalise(gallery), k, exclude_self)
 
 
 def knn_vote(queries: np.ndarray, gallery: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:
@@ -155,9 +200,13 @@ def knn_vote(queries: np.ndarray, gallery: np.ndarray, targets: np.ndarray, k: i
 
     targets is (n_gallery, n_targets), one-hot for classes or multi-hot for tags.
     """
-    indices, sims = cosine_neighbours(queries, gallery, k)
+    return neighbour_vote(*cosine_neighbours(queries, gallery, k), targets)
+
+
+def neighbour_vote(indices: np.ndarray, sims: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """knn_vote's scores from each query's neighbours (`cosine_neighbours`' indices and cosines)."""
     weights = np.exp(sims / KNN_TEMPERATURE)
-    scores = np.zeros((queries.shape[0], targets.shape[1]))
+    scores = np.zeros((indices.shape[0], targets.shape[1]))
     # One neighbour rank at a time: a (queries, k, targets) array would not fit for thousands of tags.
     for rank in range(indices.shape[1]):
         scores += weights[:, rank, None] * targets[indices[:, rank]]

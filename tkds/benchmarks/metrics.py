@@ -40,6 +40,26 @@ def mean_average_precision(relevance: np.ndarray) -> float:
     return _mean((precision * rel).sum(axis=1) / rel.sum(axis=1))
 
 
+def ranked_hits(query: np.ndarray, rank: np.ndarray, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, AP and the rank of its first relevant item, from the ranks of its relevant items alone.
+
+    `query` and `rank` (1-based) list every relevant item, grouped by query and in rank order within
+    it (np.nonzero's order on a relevance matrix). AP is `mean_average_precision`'s: the mean over a
+    query's relevant items, in rank order j = 1, 2, …, of j / rank_j, so a ranking need not be stored
+    whole. A query with no relevant item gets AP NaN and first rank 0.
+    """
+    counts = np.bincount(query, minlength=n_queries)
+    starts = np.cumsum(counts) - counts
+    order_within = np.arange(1, len(query) + 1) - starts[query]
+    precision_sums = np.bincount(query, weights=order_within / rank, minlength=n_queries)
+    answerable = counts > 0
+    ap = np.full(n_queries, np.nan)
+    ap[answerable] = precision_sums[answerable] / counts[answerable]
+    first_rank = np.zeros(n_queries, dtype=np.int64)
+    first_rank[answerable] = rank[starts[answerable]]
+    return ap, first_rank
+
+
 def _top_k_hits(scores: np.ndarray, truth: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The hits of the top-k labels by score (ties to the lower label index), and |truth|, per query."""
     truth = np.asarray(truth, dtype=bool)

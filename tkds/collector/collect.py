@@ -29,6 +29,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tkds.collector import drift
 from tkds.collector.browser import BrowserSession
 from tkds.collector.detail import DETAIL_MODES, UPSERT_BATCH, Details
 from tkds.collector.discover import Discovery
@@ -280,6 +281,7 @@ def collect(
             asyncio.run(collector.run(targets, list(urls), refresh_stats))
         finally:
             collector.summary.wall_s = time.perf_counter() - started
+            collector.summary.warnings = collector.summary.census.warnings(drift.history(store))
             args = {
                 "targets": targets,
                 "urls": len(urls),

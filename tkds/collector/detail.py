@@ -21,12 +21,12 @@ UPSERT_BATCH = 64  # video pages per transaction: one page per upsert costs ~30 
 DETAIL_MODES = ("auto", "always", "never")
 
 # What a listing item must carry for its video page to add nothing the store keeps or the builder
-# selects (create_time, duration, size, the play URL for media, the stats snapshots, who made it with
-# what sound). TikTok's listing items are the same item struct as the page's, so on a full item the
-# page is a second request for the same fields; the optional ones (location, isAd, verified, private,
-# signature, the sound's author and length) are kept as the listing gives them.
-REQUIRED_VIDEO = ("author_id", "music_id", "description", "create_time", "duration_s", "width", "height",
-                  "play_url")  # fmt: skip
+# selects (create_time, duration, size, the media URLs: a video's play URL, a photo post's image and
+# sound URLs; the stats snapshots, who made it with what sound). TikTok's listing items are the same
+# item struct as the page's, so on a full item the page is a second request for the same fields; the
+# optional ones (location, isAd, verified, private, signature, the sound's author and length) are kept
+# as the listing gives them.
+REQUIRED_VIDEO = ("author_id", "music_id", "description", "create_time", "duration_s", "width", "height")
 REQUIRED_VIDEO_STATS = ("plays", "likes", "comments", "shares", "collects")
 REQUIRED_AUTHOR = ("unique_id", "sec_uid", "nickname")
 REQUIRED_AUTHOR_STATS = ("followers", "following", "hearts", "videos")
@@ -43,10 +43,17 @@ def complete_items(parsed: Parsed) -> set[str]:
     authors = {a.id: a for a in parsed.authors}
     author_stats = {s.author_id: s for s in parsed.author_stats}
     music = {m.id: m for m in parsed.music}
+
+    def media_urls(video) -> bool:  # a video's play URL; a photo post's images and its sound's URL
+        if video.kind == "photo":
+            return bool(video.images) and getattr(music.get(video.music_id), "play_url", None) is not None
+        return video.play_url is not None
+
     return {
         v.id
         for v in parsed.videos
         if full(v, REQUIRED_VIDEO)
+        and media_urls(v)
         and full(stats.get(v.id), REQUIRED_VIDEO_STATS)
         and full(authors.get(v.author_id), REQUIRED_AUTHOR)
         and full(author_stats.get(v.author_id), REQUIRED_AUTHOR_STATS)
@@ -120,6 +127,7 @@ class Details:
                 await pause(attempt)
                 continue
             self.breaker.success()
+            self.summary.census.add(parsed, "video pages")
             self.pending.append((video_id, parsed))
             if len(self.pending) >= UPSERT_BATCH:
                 self.flush()

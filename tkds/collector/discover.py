@@ -63,6 +63,7 @@ class Discovery:
             room = self.limit - self.store.discovered(label)
             keep = {v.id for v in parsed.videos[:room]}
             listed = _only(parsed, keep)
+            self.summary.census.add(listed, "item lists")
             self.summary.add(self.store.upsert(listed, source=label))
             self.summary.collected.update(keep)
             self.store.add_targets([("video", video_id) for video_id in sorted(keep)])
@@ -180,4 +181,5 @@ def _only(parsed: Parsed, keep: set[str]) -> Parsed:
         authors=[a for a in parsed.authors if a.id in authors],
         author_stats=[s for s in parsed.author_stats if s.author_id in authors],
         music=[m for m in parsed.music if m.id in {v.music_id for v in videos}],
+        shape=parsed.shape,
     )

@@ -1,5 +1,7 @@
 """Media: every fetched video's mp4 from the play URL the store holds, in worker threads, recorded as
-it lands; yt-dlp's extractor only for a URL that TikTok refuses (expired, or not this session's)."""
+it lands; yt-dlp's extractor only for a URL that TikTok refuses (expired, or not this session's).
+A photo post's images and sound come straight from the URLs of its latest item (yt-dlp has no
+extractor for them), recorded with its images in `media_images`."""
 
 from __future__ import annotations
 
@@ -12,11 +14,15 @@ import httpx
 
 from tkds.collector.media import (
     MediaResult,
+    PhotoUrls,
     Refused,
     cookie_file,
     download,
     download_direct,
+    download_photo,
+    fresh_photo_urls,
     media_client,
+    photo_urls,
     sweep_partials,
 )
 from tkds.collector.outcome import CollectSummary
@@ -92,12 +98,30 @@ class Downloads:
         )
         return result, True
 
+    def _fetch_photo(
+        self, video_id: str, user: str, urls: PhotoUrls, client: httpx.Client
+    ) -> tuple[MediaResult, PhotoUrls | None]:
+        """One photo post's images and sound (blocking), straight from its item's URLs. URLs the CDN
+        refuses (expired) are replaced by those of the post's page, fetched again once: returns the
+        result and those fresh URLs, or None when the held ones were used."""
+        result = download_photo(video_id, *urls, self.media_dir, client=client, limiter=self.limiter)
+        if not (result.error or "").startswith("forbidden"):
+            return result, None
+        fresh = fresh_photo_urls(client, user, video_id, self.limiter)
+        if fresh is None:
+            return result, None
+        return download_photo(video_id, *fresh, self.media_dir, client=client, limiter=self.limiter), fresh
+
     async def _download(
         self, todo: list[tuple[str, str]], cookies_txt: Path, clients: dict[str | None, httpx.Client]
     ) -> None:
         gate = asyncio.Semaphore(self.concurrency)
         full: list[str] = []  # the video whose write found the disk full: no more downloads start
         play_urls = self.store.play_urls([video_id for video_id, _ in todo])
+        photos = {
+            video_id: photo_urls(*sources)
+            for video_id, sources in self.store.photo_sources([video_id for video_id, _ in todo]).items()
+        }
 
         async def one(video_id: str, user: str, bar) -> None:
             async with gate:
@@ -106,25 +130,37 @@ class Downloads:
                         return
                     if attempt:
                         await asyncio.sleep(backoff_s(attempt))
-                    result, fell_back = await asyncio.to_thread(
-                        self._fetch,
-                        video_id,
-                        user,
-                        play_urls.get(video_id),
-                        self.next_proxy(),
-                        cookies_txt,
-                        clients,
-                    )
-                    if fell_back:  # a refused URL would be refused again: the next try is yt-dlp's too
-                        play_urls.pop(video_id, None)
-                        self.summary.media_fallbacks += 1
-                    self.store.record_media(result)
+                    if video_id in photos:
+                        result, fresh = await asyncio.to_thread(
+                            self._fetch_photo, video_id, user, photos[video_id], clients[self.next_proxy()]
+                        )
+                        if fresh is not None:  # the page's URLs serve the next try too
+                            photos[video_id] = fresh
+                            self.summary.photo_refetches += 1
+                        self.store.record_photo_media(result)
+                    else:
+                        result, fell_back = await asyncio.to_thread(
+                            self._fetch,
+                            video_id,
+                            user,
+                            play_urls.get(video_id),
+                            self.next_proxy(),
+                            cookies_txt,
+                            clients,
+                        )
+                        if fell_back:  # a refused URL would be refused again: the next try is yt-dlp's too
+                            play_urls.pop(video_id, None)
+                            self.summary.media_fallbacks += 1
+                        self.store.record_media(result)
                     if result.error == "disk_full":
                         full.append(video_id)
                         return
                     if result.status == "ok":
                         self.summary.media_ok += 1
                         self.summary.media_bytes += result.bytes or 0
+                        if result.images:
+                            self.summary.photo_posts_ok += 1
+                            self.summary.photo_images += len(result.images)
                         break
                 else:
                     self.summary.media_failures[(result.error or "error").split(":")[0]] += 1

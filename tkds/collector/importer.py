@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tkds.collector import formats
+from tkds.collector import drift, formats
 from tkds.collector.formats import FileReport, ImportOptions
 from tkds.collector.media import inspect
 from tkds.collector.parse import CaptureError
@@ -39,6 +39,8 @@ class ImportSummary:
     media_ok: int = 0
     media_failed: int = 0
     wall_s: float = 0.0
+    census: drift.FieldCensus = field(default_factory=drift.FieldCensus)  # missing fields, unseen keys
+    warnings: list[str] = field(default_factory=list)  # payload drift, one line each
 
     @property
     def failures_by_reason(self) -> Counter:
@@ -75,6 +77,7 @@ def import_captures(
         if media is not None:
             _register_media(store, Path(media), summary, progress)
         summary.wall_s = time.perf_counter() - started
+        summary.warnings = summary.census.warnings(drift.history(store))
         store.record_run(
             f"import-{run_started:%Y%m%dT%H%M%S%f}",
             run_started,
@@ -89,6 +92,8 @@ def import_captures(
                 "formats": dict(Counter(r.format for r in summary.reports.values() if r.format)),
                 "media_ok": summary.media_ok,
                 "media_failed": summary.media_failed,
+                "fields": summary.census.as_dict(),
+                "warnings": summary.warnings,
             },
         )
     return summary
@@ -107,6 +112,7 @@ def _import_file(
         # export gives its own scrape time.
         observed = datetime.fromtimestamp(file.stat().st_mtime, UTC).replace(tzinfo=None)
         for batch in reader.read(file, options, report):
+            summary.census.add(batch, f"import:{reader.name}")
             _store(store, f"import:{reader.name}:{file.name}", batch, observed, summary, stored)
             report.videos += len(batch.videos)
             report.authors += len(batch.authors)

@@ -1,5 +1,6 @@
 """Media: downloaded from the play URL the collector holds (else with yt-dlp's TikTok extractor),
-checked with ffprobe, hashed, renamed into place.
+checked with ffprobe, hashed, renamed into place. A photo post's images and sound, which yt-dlp cannot
+fetch, are downloaded directly from the URLs of its item (`download_photo`).
 
 The listing or video page already gave each video a signed play URL; fetched directly, with the
 session's cookies and a TikTok Referer, it costs one request. Only a URL TikTok refuses (expired,
@@ -7,6 +8,8 @@ session's cookies and a TikTok Referer, it costs one request. Only a URL TikTok 
 
 Files land in MEDIA/.partial first; only a file that probes as whole video is renamed to MEDIA/ID.mp4,
 so the media folder never holds a half file, and a killed run's leftovers are swept at the next start.
+A photo post's files are MEDIA/ID-NN.EXT (its images in slideshow order, EXT from their content) and
+MEDIA/ID.EXT for its sound (mp3, m4a, …: never a video suffix), moved in only once every one is checked.
 MEDIA/.partial is private (0700): yt-dlp's cookie file, which holds the session's cookies, lives there
 (0600) only while downloads run, and a killed run's is swept with the rest.
 """
@@ -26,16 +29,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import yt_dlp
+from PIL import Image, UnidentifiedImageError
 
+from tkds import ids
 from tkds.collector.outcome import RequestCount
+from tkds.collector.parse import CaptureError, parse_page
 from tkds.collector.politeness import RateLimiter, backoff_s
-from tkds.tiktok import VIDEO_CDN_HOST, WEB_HOST, video_page_url
+from tkds.tiktok import VIDEO_CDN_HOST, WEB_HOST, is_tiktok_host, video_page_url
 
 PARTIAL_DIR = ".partial"
 REFERER = "https://www.tiktok.com/"  # TikTok's CDN refuses media requests without it
@@ -59,6 +65,19 @@ class MediaResult:
     acodec: str | None = None
     video_stream: int | None = None  # the stream indexes `choose_streams` picked
     audio_stream: int | None = None
+    images: list[ImageFile] = field(default_factory=list)  # a photo post's, in slideshow order
+
+
+@dataclass
+class ImageFile:
+    """One checked image of a photo post, in place under MEDIA."""
+
+    position: int
+    path: str
+    sha256: str
+    bytes: int
+    width: int
+    height: int
 
 
 class _Quiet:
@@ -377,3 +396,209 @@ def inspect(video_id: str, source: Path, final: Path) -> MediaResult:
         video_stream=video["index"],
         audio_stream=audio["index"] if audio else None,
     )
+
+
+# --- photo posts: images and a sound, straight from the CDN URLs of the post's item
+IMAGE_SUFFIXES = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}  # Pillow's format -> file suffix
+# ffprobe's format_name -> the sound's suffix; none is a video suffix that `tkds import --media` reads
+SOUND_SUFFIXES = {"mp3": "mp3", "mov,mp4,m4a,3gp,3g2,mj2": "m4a", "ogg": "ogg", "wav": "wav",
+                  "flac": "flac", "aac": "aac", "matroska,webm": "mka"}  # fmt: skip
+REFUSED_REASONS = {403: "forbidden", 404: "unavailable", 410: "unavailable"}
+PhotoUrls = tuple[list[list[str]], str | None]  # each image's CDN alternates, in order; the sound's URL
+
+
+def _tiktok_urls(value: object) -> list[str]:
+    """The https URLs on TikTok hosts in a URL, a list of them, or {"urlList": [...]}."""
+    if isinstance(value, dict):
+        value = value.get("urlList")
+    urls = value if isinstance(value, list) else [value]
+    return [
+        url
+        for url in urls
+        if isinstance(url, str)
+        and url.startswith("https://")
+        and is_tiktok_host(urlsplit(url).hostname or "")
+    ]
+
+
+def photo_urls(images: object, play_url: object, stored: list[str] = ()) -> PhotoUrls:
+    """A photo post's URLs from its item's `imagePost.images` and `music.playUrl` (JSON values), else
+    from the first URLs `stored` for its images; only https URLs on TikTok hosts are kept."""
+    alternates = [
+        _tiktok_urls(image.get("imageURL") if isinstance(image, dict) else None)
+        for image in (images if isinstance(images, list) else [])
+    ]
+    if not alternates:
+        alternates = [_tiktok_urls(url) for url in stored]
+    sound = _tiktok_urls(play_url)
+    return alternates, sound[0] if sound else None
+
+
+def fresh_photo_urls(
+    client: httpx.Client, unique_id: str, video_id: str, limiter: RateLimiter
+) -> PhotoUrls | None:
+    """A photo post's URLs from its page fetched now (its /video/ URL serves the post), for when the
+    held ones were refused (expired); None when the page gives none."""
+    limiter.wait_blocking(WEB_HOST)
+    try:
+        response = client.get(video_page_url(unique_id, video_id))
+        parsed = parse_page(response.text) if response.status_code == 200 else None
+    except (httpx.HTTPError, CaptureError):
+        return None
+    item = next((v.raw for v in (parsed.videos if parsed else []) if v.id == video_id), None)
+    if not isinstance(item, dict):
+        return None
+    images = item.get("imagePost", {}).get("images") if isinstance(item.get("imagePost"), dict) else None
+    music = item.get("music") if isinstance(item.get("music"), dict) else {}
+    urls = photo_urls(images, music.get("playUrl"))
+    return urls if urls[0] else None
+
+
+def check_image(path: Path) -> tuple[str, int, int]:
+    """(suffix, width, height) of a whole image that Pillow decodes; ValueError saying why not."""
+    try:
+        with Image.open(path) as image:
+            image.verify()  # the container's structure
+        with Image.open(path) as image:
+            image.load()  # every pixel: a cut-off body shows here
+            suffix, (width, height) = IMAGE_SUFFIXES.get(image.format or ""), image.size
+    except (UnidentifiedImageError, Image.DecompressionBombError, SyntaxError, ValueError) as error:
+        raise ValueError(f"not an image ({type(error).__name__})") from None
+    except OSError as error:  # Pillow's "image file is truncated" and broken-data errors
+        if error.errno is not None:  # a real I/O error (a full disk, a vanished file) is not the file's fault
+            raise
+        raise ValueError(str(error) or "broken image data") from None
+    if suffix is None:
+        raise ValueError(f"an image in {image.format} format, not JPEG, PNG or WebP")
+    if width < 1 or height < 1:
+        raise ValueError(f"an image of {width}x{height} px")
+    return suffix, width, height
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fetch_alternates(client: httpx.Client, urls: list[str], path: Path, limiter: RateLimiter) -> str:
+    """GET the first of `urls` (CDN alternates of one file) that answers into `path`: "ok" or a reason.
+
+    Transient failures are retried with backoff; a refused URL (4xx) moves on to the next alternate."""
+    reason = "download_error"
+    for url in urls:
+        host = urlsplit(url).hostname or ""
+        if not url.startswith("https://") or not is_tiktok_host(host):
+            reason = "bad_url: not an https URL on a TikTok host"
+            continue
+        for attempt in range(CALL_ATTEMPTS):
+            if attempt:
+                time.sleep(backoff_s(attempt - 1))
+            limiter.wait_blocking(host)
+            try:
+                reason = _fetch_to(client, url, path)
+            except Refused as refused:
+                status = int(str(refused).removeprefix("http "))
+                reason = f"{REFUSED_REASONS.get(status, 'download_error')}: http {status}"
+                break
+            except httpx.HTTPError:
+                reason = "connection"
+            if reason == "ok" or reason not in TRANSIENT_ERRORS:
+                return reason
+    return reason
+
+
+def download_photo(
+    video_id: str,
+    image_urls: list[list[str]],
+    sound_url: str | None,
+    media_dir: Path,
+    *,
+    client: httpx.Client,
+    limiter: RateLimiter,
+) -> MediaResult:
+    """Download a photo post's images (each URL list holds one image's CDN alternates) and its sound.
+
+    Each image must decode whole (Pillow) and the sound must hold an audio stream (ffprobe); only
+    then are they hashed and moved into MEDIA. The media row's path, sha256, duration and codec are
+    the sound's (None when the post has no sound URL), `bytes` counts all its files, width and height
+    are the first image's. Every failure is a failed `MediaResult` naming the file and the reason."""
+    if not image_urls:
+        return MediaResult(video_id, "failed", "no_images: its item lists no image URLs")
+    partial_dir = private_partial_dir(media_dir)
+    fetched: list[Path] = []
+    try:
+        checked = []
+        for position, alternates in enumerate(image_urls):
+            partial = ids.id_path(partial_dir, video_id, f"-{position:02d}.image")
+            fetched.append(partial)
+            reason = _fetch_alternates(client, alternates, partial, limiter)
+            if reason != "ok":
+                return _photo_failure(video_id, reason, f"image {position}")
+            try:
+                checked.append((partial, *check_image(partial)))
+            except ValueError as error:
+                return MediaResult(video_id, "failed", f"undecodable: image {position}: {error}")
+        sound, audio, facts = None, None, {}
+        if sound_url is not None:
+            sound = ids.id_path(partial_dir, video_id, ".sound")
+            fetched.append(sound)
+            reason = _fetch_alternates(client, [sound_url], sound, limiter)
+            if reason != "ok":
+                return _photo_failure(video_id, reason, "its sound")
+            try:
+                facts = probe(sound)
+            except ValueError as error:
+                return MediaResult(video_id, "failed", f"undecodable: its sound: {error}")
+            audio = choose_streams(facts)[1]
+            suffix = SOUND_SUFFIXES.get(facts.get("format", {}).get("format_name", ""))
+            if audio is None or suffix is None:
+                return MediaResult(video_id, "failed", "undecodable: its sound is not an audio file")
+        return _place_photo(video_id, media_dir, checked, sound, audio, facts)
+    except OSError as error:  # a full disk while writing, hashing or renaming
+        return MediaResult(video_id, "failed", _classify(str(error)))
+    finally:
+        for partial in fetched:
+            partial.unlink(missing_ok=True)
+
+
+def _photo_failure(video_id: str, reason: str, what: str) -> MediaResult:
+    kind, _, detail = reason.partition(": ")
+    return MediaResult(video_id, "failed", f"{kind}: {what}" + (f" ({detail})" if detail else ""))
+
+
+def _place_photo(
+    video_id: str,
+    media_dir: Path,
+    checked: list[tuple[Path, str, int, int]],
+    sound: Path | None,
+    audio: dict | None,
+    facts: dict,
+) -> MediaResult:
+    """Hash the checked files and move them to MEDIA/ID-NN.EXT and MEDIA/ID.EXT."""
+    images = []
+    for position, (partial, suffix, width, height) in enumerate(checked):
+        final = ids.id_path(media_dir, video_id, f"-{position:02d}.{suffix}")
+        digest = _sha256(partial)
+        os.replace(partial, final)
+        images.append(ImageFile(position, str(final.resolve()), digest, final.stat().st_size, width, height))
+    result = MediaResult(
+        video_id,
+        "ok",
+        bytes=sum(image.bytes for image in images),
+        width=images[0].width,
+        height=images[0].height,
+        has_audio=audio is not None,
+        images=images,
+    )
+    if sound is not None and audio is not None:
+        suffix = SOUND_SUFFIXES[facts["format"]["format_name"]]
+        final = ids.id_path(media_dir, video_id, f".{suffix}")
+        result.sha256 = _sha256(sound)
+        os.replace(sound, final)
+        result.path, result.bytes = str(final.resolve()), result.bytes + final.stat().st_size
+        result.duration_s = duration_of(facts, audio)
+        result.acodec, result.audio_stream = audio.get("codec_name"), audio["index"]
+    return result

@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from tkds.collector.drift import FieldCensus
 from tkds.collector.politeness import backoff_s
 from tkds.tiktok import (
     IMAGE_CDN_HOST,
@@ -114,6 +115,11 @@ class CollectSummary:
     collected: set[str] = field(default_factory=set)  # ids of the videos this run stored
     details_skipped: int = 0  # listing items complete enough that their page was not fetched
     media_fallbacks: int = 0  # downloads left to yt-dlp's extractor: the play URL expired or was refused
+    census: FieldCensus = field(default_factory=FieldCensus)  # expected fields missing, unseen keys
+    warnings: list[str] = field(default_factory=list)  # payload drift, one line each
+    photo_posts_ok: int = 0  # of media_ok: photo posts, downloaded as their images and sound
+    photo_images: int = 0
+    photo_refetches: int = 0  # photo posts whose page was fetched again: the CDN refused their URLs
 
     @property
     def requests_per_video(self) -> float | None:
@@ -149,6 +155,11 @@ class CollectSummary:
             ),
             "details_skipped": self.details_skipped,
             "media_fallbacks": self.media_fallbacks,
+            "fields": self.census.as_dict(),
+            "warnings": list(self.warnings),
+            "photo_posts_ok": self.photo_posts_ok,
+            "photo_images": self.photo_images,
+            "photo_refetches": self.photo_refetches,
         }
 
 

@@ -42,6 +42,8 @@ REASONS = {
     "too_big": "too large to be a TikTok capture",
     "not_a_file": "not a regular file",
     "unknown": "matches no known import format",
+    "no_id_column": "no column holds a video id",
+    "bad_table": "unreadable table",
 }
 MAX_CAPTURE_BYTES = 256 * 2**20  # a saved page or API response is a few MB
 INT64 = 2**63

@@ -40,6 +40,7 @@ class AuthorStats:
     hearts: int | None = None
     videos: int | None = None
     rounded: bool = False  # some count was display text such as "304.9K"
+    observed_at: datetime | None = None  # the source's own scrape time; else the upsert's
 
 
 @dataclass
@@ -62,6 +63,7 @@ class VideoStats:
     shares: int | None = None
     collects: int | None = None
     rounded: bool = False  # some count was display text such as "304.9K"
+    observed_at: datetime | None = None  # the source's own scrape time; else the upsert's
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,6 @@ class Parsed:
     has_more: bool | None = None
     refused: list[Refusal] = field(default_factory=list)  # what the parser would not build, and why
     shape: str = ""  # the payload's format: "universal", "sigi", "next", "api", or an import format's name
-    observed_at: datetime | None = None  # when the source says it saw this (an export's scrape time)
 
     def extend(self, other: Parsed) -> None:
         for name in ("videos", "video_stats", "authors", "author_stats", "music", "comments", "refused"):
@@ -139,11 +140,14 @@ class Parsed:
         def last(records: list, key: str) -> list:
             return list({getattr(r, key): r for r in records}.values())
 
+        def last_snapshot(records: list, key: str) -> list:
+            return list({(getattr(r, key), r.observed_at): r for r in records}.values())
+
         return Parsed(
             videos=last(self.videos, "id"),
-            video_stats=last(self.video_stats, "video_id"),
+            video_stats=last_snapshot(self.video_stats, "video_id"),
             authors=last(self.authors, "id"),
-            author_stats=last(self.author_stats, "author_id"),
+            author_stats=last_snapshot(self.author_stats, "author_id"),
             music=last(self.music, "id"),
             comments=last(self.comments, "id"),
             status=self.status,
@@ -152,5 +156,4 @@ class Parsed:
             has_more=self.has_more,
             refused=list(self.refused),
             shape=self.shape,
-            observed_at=self.observed_at,
         )

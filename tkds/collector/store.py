@@ -71,6 +71,10 @@ CREATE TABLE IF NOT EXISTS video_images (
     video_id VARCHAR, position INTEGER, url VARCHAR, width INTEGER, height INTEGER,
     PRIMARY KEY (video_id, position)
 );
+CREATE TABLE IF NOT EXISTS media_images (
+    video_id VARCHAR, position INTEGER, path VARCHAR, sha256 VARCHAR, bytes BIGINT, width INTEGER,
+    height INTEGER, PRIMARY KEY (video_id, position)
+);
 CREATE TABLE IF NOT EXISTS comments (
     id VARCHAR PRIMARY KEY, video_id VARCHAR, author VARCHAR, text VARCHAR, likes BIGINT,
     create_time TIMESTAMP
@@ -144,6 +148,9 @@ USERNAME_SQL = (
 FULL_DISK = re.compile(r"no space left on device|disk is full|not enough space", re.I)
 DISK_FULL = "is full; free space, then re-run the same command to resume"
 REFUSAL_EXAMPLES = 3  # refusal details an upsert returns, for the summary
+# DuckDB's cache may otherwise take 80 % of RAM: a 1 GB import peaked at 2.4 GB, and at 0.7 GB with this.
+# Past it DuckDB spills to DB.tmp/, so large selections still run.
+MEMORY_LIMIT = "512MB"
 
 
 def valid_id_sql(column: str) -> str:
@@ -336,6 +343,7 @@ class Store:
             if foreign is None and (foreign := _foreign_objects(connection)):
                 connection.close()  # this process had it open already: looked at on that instance
                 raise _foreign_file(path, foreign)
+            connection.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
             connection.execute(SCHEMA)
         except duckdb.IOException as error:
             reason = str(error).splitlines()[0]
@@ -381,12 +389,13 @@ class Store:
 
         A video with a bad id is refused with its stats and tags; an author or sound with a bad id is
         refused and its videos keep NULL there; a comment needs a good id and video id; a bad username
-        is stored as NULL. For one observation time an exact stats snapshot replaces a rounded one,
-        never the reverse. Returns how many videos were "new" and "updated", and how many records (or
+        is stored as NULL. A snapshot's own `observed_at` (a source's scrape time) wins over
+        `observed_at`; for one observation time an exact snapshot replaces a rounded one, never the
+        reverse. Returns how many videos were "new" and "updated", and how many records (or
         usernames) were "refused" (the parser's refusals included), with "refused_reasons" (reason ->
         count) and up to REFUSAL_EXAMPLES "refused_examples".
         """
-        seen = parsed.observed_at or observed_at or utcnow()  # a source's own scrape time first
+        seen = observed_at or utcnow()
         refused: list[Refusal] = list(parsed.refused)
         videos = [
             (
@@ -413,7 +422,16 @@ class Store:
         ]
         refused_videos = {v.id for v in parsed.videos} - kept
         video_stats = [
-            (st.video_id, seen, st.plays, st.likes, st.comments, st.shares, st.collects, st.rounded)
+            (
+                st.video_id,
+                st.observed_at or seen,
+                st.plays,
+                st.likes,
+                st.comments,
+                st.shares,
+                st.collects,
+                st.rounded,
+            )
             for st in parsed.video_stats
             if st.video_id not in refused_videos and _valid(st.video_id, "video", refused)
         ]
@@ -432,7 +450,7 @@ class Store:
             if (raw := _admitted_raw(a, "author", refused)) is not None
         ]
         author_stats = [
-            (s.author_id, seen, s.followers, s.following, s.hearts, s.videos, s.rounded)
+            (s.author_id, s.observed_at or seen, s.followers, s.following, s.hearts, s.videos, s.rounded)
             for s in parsed.author_stats
             if _valid(s.author_id, "author", refused)
         ]
@@ -668,3 +686,44 @@ class Store:
                        WHERE kind = ? AND status = 'failed' AND list_contains(?, key)""",
                     [utcnow(), kind, keys],
                 )
+
+    # --- photo posts: their images and sound, downloaded directly
+    def photo_sources(self, video_ids: list[str]) -> dict[str, tuple[Any, Any, list[str]]]:
+        """For each photo post among `video_ids`, from its latest raw item (the freshest the collector
+        holds): its `imagePost.images` and its sound's `playUrl` (the music record's when the item has
+        none), as JSON values, and the first URL of each image stored in `video_images`. The URLs are
+        checked (https, TikTok hosts) where they are used, by `tkds.collector.media.photo_urls`."""
+        rows = self.db.execute(
+            """SELECT v.id, json_extract(v.raw, '$.imagePost.images'),
+                      coalesce(json_extract(v.raw, '$.music.playUrl'), json_extract(mu.raw, '$.playUrl')),
+                      coalesce((SELECT list(i.url ORDER BY i.position) FROM video_images i
+                                WHERE i.video_id = v.id), [])
+               FROM videos v LEFT JOIN music mu ON mu.id = v.music_id
+               WHERE v.kind = 'photo' AND list_contains(?, v.id)""",
+            [video_ids],
+        ).fetchall()
+        return {
+            video_id: (json.loads(images) if images else None, json.loads(sound) if sound else None, stored)
+            for video_id, images, sound, stored in rows
+        }
+
+    def record_photo_media(self, result) -> None:
+        """Store a photo post's `MediaResult`: its images in `media_images` (replacing any earlier
+        rows; none when it failed), then its media row as `record_media` does."""
+        if not ids.is_valid_id(result.video_id):
+            return
+        rows = [
+            (result.video_id, i.position, i.path, i.sha256, i.bytes, i.width, i.height) for i in result.images
+        ]
+        with self.writing():
+            self.db.execute("BEGIN TRANSACTION")
+            try:
+                self.db.execute("DELETE FROM media_images WHERE video_id = ?", [result.video_id])
+                if rows:
+                    self.db.executemany("INSERT INTO media_images VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                self.db.execute("COMMIT")
+            except BaseException:
+                with suppress(duckdb.Error):
+                    self.db.execute("ROLLBACK")
+                raise
+        self.record_media(result)

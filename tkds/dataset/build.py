@@ -9,6 +9,8 @@ OUT/.build.json with the settings). Nothing is reused unless it is provably the 
 the fingerprint of its inputs matches the manifest's, a prepared video when its facts name the same source
 sha256 and transcode recipe, a shard when its stats list the same keys and the same digest of its samples.
 Video ids reach paths only through `ids.id_path` and tar members only through `ids.member_name`.
+A photo post is a sample like a video (its slideshow mp4, audio, thumbnail), plus its images;
+`--kind` selects videos, photo posts or both.
 """
 
 from __future__ import annotations
@@ -31,9 +33,16 @@ from tkds.console import progress_bar
 from tkds.dataset.card import write_card
 from tkds.dataset.dedupe import duplicate_clusters
 from tkds.dataset.manifest import FORMAT_VERSION, SHARD_URL, read_manifest, verify_shards, write_manifest
-from tkds.dataset.select import Candidate, read_labels, select_candidates
+from tkds.dataset.select import KINDS, Candidate, read_labels, select_candidates
 from tkds.dataset.split import SPLIT_METHODS, SPLITS, assign_splits, check_ratios
-from tkds.dataset.transcode import Prepared, TranscodeParams, load_prepared, passthrough, prepare
+from tkds.dataset.transcode import (
+    Prepared,
+    TranscodeParams,
+    load_prepared,
+    passthrough,
+    prepare,
+    prepare_photo,
+)
 from tkds.dataset.write import own_folder, write_splits
 from tkds.errors import TkdsError
 from tkds.files import LOCK_NAME, exclusive_folder, write_json
@@ -61,6 +70,7 @@ class ShardParams:
     fps: float = 15.0
     where: str | None = None
     labels: str | None = None
+    kind: str = "all"  # "video", "photo" (photo posts) or "all"
 
 
 @dataclass
@@ -105,6 +115,8 @@ def check_params(params: ShardParams) -> None:
         raise TkdsError(f"--fps {ids.preview(params.fps)}: give a frame rate above 0 and at most {MAX_FPS:g}")
     if not _whole(params.seed) or abs(params.seed) >= 2**63:
         raise TkdsError(f"--seed {ids.preview(params.seed)}: give a whole number")
+    if not isinstance(params.kind, str) or params.kind not in KINDS:
+        raise TkdsError(f"--kind {ids.preview(params.kind)}: choose one of {', '.join(KINDS)}")
     if params.where is not None and (not isinstance(params.where, str) or len(params.where) > MAX_WHERE):
         raise TkdsError(
             f"--where {ids.preview(params.where)}: give one SQL condition of at most {MAX_WHERE} characters"
@@ -135,12 +147,14 @@ def build_shards(
     cut = _parse_cut(params.cut_date)
     with Store.open(db, create=False) as store, exclusive_folder(out, "--out"):
         new_config = _claim_out(out, params, db)
-        candidates, summary.refused = select_candidates(store.db, params.where, db)
+        candidates, summary.refused = select_candidates(store.db, params.where, db, params.kind)
         if not candidates:
             raise TkdsError(
-                f"no videos selected from {db}: none has media with status ok and a valid id"
+                f"no {'photo posts' if params.kind == 'photo' else 'videos'} selected from {db}: "
+                "none has media with status ok and a valid id"
                 + (f" and matches --where {ids.preview(params.where)}" if params.where else "")
                 + "; collect with --media first, or loosen --where"
+                + (" or --kind" if params.kind != "all" else "")
             )
         if params.labels:
             labels = read_labels(Path(params.labels))
@@ -162,7 +176,8 @@ def build_shards(
         _record_media_hashes(store, hashes, clusters)
         kept = [video for video in usable if clusters.get(video.id, video.id) == video.id]
         summary.duplicates = len(usable) - len(kept)
-        splits = assign_splits(kept, params.split_by, params.ratios, params.seed, cut)
+        # the dropped duplicates too: they tie their authors to their keeper's split
+        splits = assign_splits(usable, params.split_by, params.ratios, params.seed, cut, clusters)
         prep_of = {video.id: by_sha[video.sha256] for video in kept}
         shard_rows = write_splits(out, work, kept, prep_of, splits, params, summary, progress)
         rows = [(v, splits[v], shard, "ok", None) for v, shard in shard_rows.items()]
@@ -179,16 +194,19 @@ def build_shards(
 def _fingerprint(candidates: list[Candidate], params: ShardParams) -> str:
     """The build's true inputs: settings, format and transcode versions, and each sample's source facts.
 
-    The frame hashes are left out when the build computes them (size > 0): it writes them into the
-    database itself, so counting them would make the first re-run of a finished build start over.
+    The frame hashes are left out when the build computes them (size > 0, and photo posts' at any
+    size): it writes them into the database itself, so counting them would make the first re-run of a
+    finished build start over.
     """
     digest = hashlib.sha256()
-    recipe = TranscodeParams(size=params.size, fps=params.fps).recipe()
-    settings = {"format_version": FORMAT_VERSION, "recipe": recipe, "params": asdict(params)}
+    transcode = TranscodeParams(size=params.size, fps=params.fps)
+    recipes = [transcode.recipe(), transcode.photo_recipe()]
+    settings = {"format_version": FORMAT_VERSION, "recipe": recipes, "params": asdict(params)}
     digest.update(json.dumps(settings, default=str, sort_keys=True).encode())
     for video in candidates:
+        computed = bool(params.size) or video.kind == "photo"
         facts = vars(video) | {
-            "media": {k: v for k, v in video.media.items() if k != "frame_hash" or not params.size}
+            "media": {k: v for k, v in video.media.items() if k != "frame_hash" or not computed}
         }
         digest.update(json.dumps(facts, default=str, sort_keys=True).encode())
     return digest.hexdigest()
@@ -246,6 +264,7 @@ def _claim_out(out: Path, params: ShardParams, db: Path) -> dict | None:
         try:
             previous = json.loads(config.read_text())
             previous_db = previous.get("source_db")
+            previous.setdefault("kind", "all")  # builds from before --kind held every post
         except (OSError, ValueError, AttributeError):
             raise TkdsError(f"{config} is unreadable; remove {out} or choose another --out") from None
         if previous_db != wanted["source_db"]:
@@ -283,12 +302,13 @@ def _prepare_all(
         if video.sha256 in seen:
             continue
         seen.add(video.sha256)
-        earlier = load_prepared(work, video.id, video.sha256, transcode) if params.size else None
+        encoded = bool(params.size) or video.kind == "photo"  # a slideshow is encoded even at --size 0
+        earlier = load_prepared(work, video.id, video.sha256, transcode, video.kind) if encoded else None
         if earlier:
             prepared[video.id] = earlier
-        elif not video.path.is_file():
-            summary.failures[video.id] = f"missing: media file {video.path} is gone; re-collect it"
-        elif not params.size:
+        elif missing := _missing_media(video):
+            summary.failures[video.id] = missing
+        elif not encoded:
             prepared[video.id] = passthrough(video.id, video.path, video.media, video.sha256)
         else:
             pending.append(video)
@@ -297,7 +317,7 @@ def _prepare_all(
         ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool,
         progress_bar("transcode", len(pending), enabled=progress) as bar,
     ):
-        results = pool.map(lambda v: prepare(v.id, v.path, work, transcode, v.media, v.sha256), pending)
+        results = pool.map(lambda v: _prepare(v, work, transcode), pending)
         for video, result in zip(pending, results, strict=True):
             if result.error is None:
                 prepared[video.id] = result
@@ -312,6 +332,26 @@ def _prepare_all(
     summary.prepare_s = time.perf_counter() - started
     summary.prepared = len(prepared)
     return prepared
+
+
+def _missing_media(video: Candidate) -> str | None:
+    """Why a selected video or photo post cannot be prepared from its files, or None."""
+    if video.kind != "photo":
+        files = [video.path]
+    elif not video.images:
+        return "missing: no images are recorded for this photo post; re-collect it"
+    else:
+        files = [Path(image["path"]) for image in video.images] + ([video.path] if video.path else [])
+    for path in files:
+        if path is None or not path.is_file():
+            return f"missing: media file {path} is gone; re-collect it"
+    return None
+
+
+def _prepare(video: Candidate, work: Path, transcode: TranscodeParams) -> Prepared:
+    if video.kind == "photo":
+        return prepare_photo(video.id, video.images, video.path, work, transcode, video.media, video.sha256)
+    return prepare(video.id, video.path, work, transcode, video.media, video.sha256)
 
 
 def _record_media_hashes(store: Store, hashes: dict[str, str], clusters: dict[str, str]) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tkds.dataset.framehash import near_duplicate_pairs
-from tkds.dataset.select import Candidate
+
+if TYPE_CHECKING:  # select imports duckdb; dedupe itself needs only the candidates' fields
+    from tkds.dataset.select import Candidate
 
 
 def _keeper_order(video: Candidate) -> tuple:
@@ -13,8 +17,9 @@ def _keeper_order(video: Candidate) -> tuple:
 def duplicate_clusters(candidates: list[Candidate], hashes: dict[str, str]) -> dict[str, str]:
     """video id → the id of its cluster's keeper, for every video in a cluster of two or more.
 
-    Exact copies share a sha256; near duplicates have frame hashes within `NEAR_DUPLICATE_BITS`.
-    Clusters are the connected components of both relations (union-find).
+    Exact copies share a sha256; near duplicates have frame hashes within `NEAR_DUPLICATE_BITS`
+    (`near_duplicate_pairs`, an indexed search). Clusters are the connected components of both relations
+    (union-find).
     """
     parent = {video.id: video.id for video in candidates}
 
@@ -24,12 +29,19 @@ def duplicate_clusters(candidates: list[Candidate], hashes: dict[str, str]) -> d
             node = parent[node]
         return node
 
-    by_sha: dict[str, str] = {}
-    pairs = near_duplicate_pairs(hashes)
-    for video in candidates:
-        pairs.append((by_sha.setdefault(video.sha256, video.id), video.id))
-    for a, b in pairs:
+    def join(a: str, b: str) -> None:
         parent[root(a)] = root(b)
+
+    by_sha: dict[str, str] = {}
+    for video in candidates:
+        join(by_sha.setdefault(video.sha256, video.id), video.id)
+    # equal hashes are at distance 0 from each other and equally far from all others: one of them searches
+    by_hash: dict[str, str] = {}
+    for video_id, value in hashes.items():
+        if value and video_id in parent:
+            join(by_hash.setdefault(value, video_id), video_id)
+    for a, b in near_duplicate_pairs({video_id: value for value, video_id in by_hash.items()}):
+        join(a, b)
     members: dict[str, list[Candidate]] = {}
     for video in candidates:
         members.setdefault(root(video.id), []).append(video)

@@ -350,6 +350,7 @@ def make_example(
     for clip, view, out in zip(frames, views, video, strict=True):
         view_clip(clip, view, spec.size, out=out)
     meta = orjson.loads(sample.json)
+    meta.setdefault("kind", "video")  # shards from before photo posts hold only videos
     has_audio = sample.flac is not None or meta.get("has_audio") is True
     if has_audio:
         audio = log_mel(decode_audio(sample, starts, window, spec), spec)

@@ -1,5 +1,9 @@
 """Select: the videos a dataset is built from, with the metadata each sample's json carries.
 
+A photo post is selected like a video: its media row (its sound) with status ok, and its images from
+`media_images`. Its `sha256` is a digest of its sound's and images' sha256s, so that exact-copy
+dedupe and transcode reuse see all of its content (two posts sharing only a sound are not copies).
+
 Nothing read from the DuckDB file is trusted: a video id that is not a digit string is refused (it would
 become a path and a tar member name), invalid author ids and usernames are read as unknown, and `--where`
 must be one SQL expression, run where it cannot write.
@@ -8,6 +12,7 @@ must be one SQL expression, run where it cannot write.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,19 +29,24 @@ SELECT v.id, v.author_id, au.unique_id, v.music_id, mu.title, v.description,
        m.video_stream, m.audio_stream,
        s.plays, s.likes, s.comments, s.shares, s.collects, epoch(s.observed_at)::BIGINT,
        a.followers, a.following, a.hearts, a.videos,
-       coalesce((SELECT list(h.tag ORDER BY h.position) FROM video_hashtags h WHERE h.video_id = v.id), [])
+       coalesce((SELECT list(h.tag ORDER BY h.position) FROM video_hashtags h WHERE h.video_id = v.id), []),
+       coalesce(v.kind, 'video'),
+       coalesce((SELECT list(struct_pack(path := i.path, sha256 := i.sha256, bytes := i.bytes,
+                                         width := i.width, height := i.height) ORDER BY i.position)
+                 FROM media_images i WHERE i.video_id = v.id), [])
 FROM videos v
 JOIN media m ON m.video_id = v.id AND m.status = 'ok'
 LEFT JOIN music mu ON mu.id = v.music_id
 LEFT JOIN authors au ON au.id = v.author_id
 LEFT JOIN video_stats_latest s ON s.video_id = v.id
 LEFT JOIN author_stats_latest a ON a.author_id = v.author_id
-WHERE v.id NOT IN (SELECT video_id FROM takedown) AND (
+WHERE v.id NOT IN (SELECT video_id FROM takedown) AND list_contains(?, coalesce(v.kind, 'video')) AND (
 {where}
 )
 ORDER BY v.id
 """
 INVALID_ID = "invalid_id"
+KINDS = {"video": ["video"], "photo": ["photo"], "all": ["video", "photo"]}  # --kind -> videos.kind
 
 
 VIDEO_COUNTS = ("plays", "likes", "comments", "shares", "collects", "observed_at")
@@ -57,7 +67,7 @@ class Candidate:
     description: str | None
     create_time: int | None
     source: str | None
-    path: Path
+    path: Path | None  # a photo post's sound; None when it has none
     sha256: str
     bytes: int
     stats: dict
@@ -65,12 +75,23 @@ class Candidate:
     hashtags: list[str]
     media: dict = field(default_factory=dict)  # the collector's ffprobe facts and any frame hash
     labels: dict = field(default_factory=dict)
+    kind: str = "video"  # or "photo": a photo post
+    images: list[dict] = field(default_factory=list)  # a photo post's: path, sha256, bytes, width, height
+
+
+def photo_digest(sound_sha256: str | None, images: list[dict]) -> str:
+    """A photo post's content digest: its sound's and its images' sha256s, in slideshow order."""
+    digest = hashlib.sha256(b"tkds-photo-v1")
+    for part in (sound_sha256, *(image["sha256"] for image in images)):
+        digest.update(f"{part}\0".encode())
+    return digest.hexdigest()
 
 
 def select_candidates(
-    db: duckdb.DuckDBPyConnection, where: str | None, db_path: Path
+    db: duckdb.DuckDBPyConnection, where: str | None, db_path: Path, kind: str = "all"
 ) -> tuple[list[Candidate], list[str]]:
-    """Videos with media status ok, not taken down, matching the optional SQL `where` (on `v`, the videos).
+    """Videos with media status ok, not taken down, matching the optional SQL `where` (on `v`, the videos)
+    and `kind` ("video", "photo" or "all"; a video of unknown kind counts as a video).
 
     Returns the candidates and the reasons of the rows refused for an invalid video id
     (`invalid_id: …`, quoting a short prefix of the id, never the id itself as a path).
@@ -78,7 +99,7 @@ def select_candidates(
     query = SELECT_VIDEOS.format(where=_checked_where(where))
     db.execute("BEGIN TRANSACTION")  # rolled back: whatever the selection did is undone
     try:
-        rows = db.execute(query).fetchall()
+        rows = db.execute(query, [KINDS[kind]]).fetchall()
     except duckdb.Error as error:
         raise TkdsError(
             f"--where {ids.preview(where)} is not valid SQL here: "
@@ -92,19 +113,24 @@ def select_candidates(
         if not ids.is_valid_id(vid):
             refused.append(f"{INVALID_ID}: {_reason(vid)}")
             continue
-        facts, counts, tags = rest[:10], rest[10:20], rest[20]
+        facts, counts, tags, post_kind, images = rest[:10], rest[10:20], rest[20], rest[21], rest[22]
+        if post_kind == "photo":
+            images = [image | {"path": _media_path(image["path"], db_path)} for image in images]
+            sha = photo_digest(sha, images)
         candidates.append(
             Candidate(
                 id=vid, author_id=author if ids.is_valid_id(author) else None,
                 author_unique_id=unique_id if ids.is_valid_username(unique_id) else None,
                 music_id=music, music_title=title,
                 description=text,
-                create_time=created, source=source, path=_media_path(path, db_path), sha256=sha, bytes=size,
+                create_time=created, source=source, sha256=sha, bytes=size,
+                path=None if path is None else _media_path(path, db_path),
                 stats=dict(zip(VIDEO_COUNTS, counts[:6], strict=True)),
                 author_stats=dict(zip(AUTHOR_COUNTS, counts[6:], strict=True)),
                 hashtags=list(tags),
                 media=dict(zip(MEDIA_FACTS, facts, strict=True)),
                 labels={"target": source},
+                kind=post_kind, images=images if post_kind == "photo" else [],
             )
         )  # fmt: skip
     return candidates, refused
@@ -135,9 +161,9 @@ def _checked_where(where: str | None) -> str:
     return where
 
 
-def _media_path(path: str, db_path: Path) -> Path:
+def _media_path(path: str | None, db_path: Path) -> Path:
     """Stored paths are absolute; older relative ones are tried from here, then from the DB's folder."""
-    candidate = Path(path)
+    candidate = Path(path or "")
     if candidate.is_absolute() or candidate.exists():
         return candidate
     return db_path.parent / candidate

@@ -1,9 +1,11 @@
-"""Split: deterministic assignment by a salted hash of a group id, so adding videos never moves old ones."""
+"""Split: deterministic assignment by a salted hash of a group id, so adding videos never moves old ones
+(unless a new near duplicate joins two groups: then one of them follows the other)."""
 
 from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -65,30 +67,69 @@ def assign_splits(
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     cut: datetime | None = None,
+    clusters: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """video id → split.
+    """video id → split, for every candidate.
 
     - author: the author id is the group, so nobody's videos straddle splits; a video whose author id is
       missing or invalid (not a digit string) is its own group, as an unknown author;
     - random: each video is its own group;
     - time: videos created before `cut` are train; later ones go to val and test in the ratio of those two,
       grouped by author.
+
+    `clusters` (video id → its duplicate cluster's keeper, `duplicate_clusters`) joins groups: a cluster
+    and every group holding one of its members become one group, so near duplicates never straddle splits
+    and, under author and time, neither do their authors' videos. Under time a cluster with a member before
+    `cut` is train as a whole. A joined group is hashed under the smallest id of the groups it joins, so
+    a group that no cluster touches keeps the split it had without clusters.
     """
     if method not in SPLIT_METHODS:
         raise TkdsError(f"--split-by {method!r}: choose one of {', '.join(SPLIT_METHODS)}")
     if method == "time" and cut is None:
         raise TkdsError("--split-by time needs --cut-date YYYY-MM-DD")
+    clusters = clusters or {}
+    group_of = _groups(candidates, method != "random", clusters)
+    early_clusters = set()
+    if method == "time":
+        early_clusters = {clusters[v.id] for v in candidates if v.id in clusters and _created(v) < cut}
+    values = {group: unit_hash(group, seed) for group in set(group_of.values())}
     splits = {}
     for video in candidates:
-        author_known = method != "random" and ids.is_valid_id(video.author_id)
-        group = video.author_id if author_known else video.id
-        value = unit_hash(group, seed)
+        value = values[group_of[video.id]]
         if method == "time":
-            created = datetime.fromtimestamp(video.create_time or 0, UTC).replace(tzinfo=None)
             held_out = (ratios[1] + ratios[2]) or 1.0
+            early = _created(video) < cut or clusters.get(video.id) in early_clusters
             splits[video.id] = (
-                "train" if created < cut else _bucket(value, (ratios[1] / held_out, 1.0), ("val", "test"))
+                "train" if early else _bucket(value, (ratios[1] / held_out, 1.0), ("val", "test"))
             )
         else:
             splits[video.id] = _bucket(value, ratios, SPLITS)
     return splits
+
+
+def _created(video: Candidate) -> datetime:
+    return datetime.fromtimestamp(video.create_time or 0, UTC).replace(tzinfo=None)
+
+
+def _groups(candidates: list[Candidate], by_author: bool, clusters: Mapping[str, str]) -> dict[str, str]:
+    """video id → the id its split is hashed from: its author or itself, joined through clusters."""
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def root(node: tuple[str, str]) -> tuple[str, str]:
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    own = {}  # the group each video has without clusters: ("author", id) or ("video", id)
+    for video in candidates:
+        author_known = by_author and ids.is_valid_id(video.author_id)
+        own[video.id] = ("author", video.author_id) if author_known else ("video", video.id)
+        if video.id in clusters:
+            parent[root(own[video.id])] = root(("cluster", clusters[video.id]))
+    smallest: dict[tuple[str, str], str] = {}
+    for node in own.values():
+        top = root(node)
+        smallest[top] = min(smallest.get(top, node[1]), node[1])
+    return {video_id: smallest[root(node)] for video_id, node in own.items()}

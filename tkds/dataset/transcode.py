@@ -5,6 +5,9 @@ it recorded none), then runs a single ffmpeg process that decodes the source onc
 H.264/AAC mp4 (short side `size`, never upscaled, a keyframe every second), the 16 kHz mono flac sidecar,
 a jpg thumbnail, and 32×32 grey frames at 1 fps on stdout for the perceptual hash. With `size=0` nothing
 is decoded: `passthrough` keeps the collected file as it is.
+A photo post (`prepare_photo`) becomes the same files from its images and sound: a slideshow in which
+each image shows for TikTok's photo-mode default of IMAGE_SECONDS, the images looping to cover the
+sound up to PHOTO_MAX_SECONDS, fitted into the first image's frame; its images are kept as they are.
 A failure is a value (`Prepared.error`), never an exception, so one bad file never stops a build.
 The work folder's paths come from `ids.id_path`, so a video id can never name a folder outside it; a
 prepared video is reused only when its facts name the same source sha256 and the same recipe.
@@ -18,7 +21,7 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -36,6 +39,15 @@ VIDEO_SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mp4", ".webm": "webm"}
 # Bump when the ffmpeg command below changes what it writes: prepared videos of another version are redone.
 TRANSCODE_VERSION = 1
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
+# TikTok photo mode shows each image for 3 s by default (see the architecture notes for the sources).
+IMAGE_SECONDS = 3.0
+PHOTO_MAX_SECONDS = 60.0  # a photo post's sound is covered up to this; one pass of its images always
+# Bump when `prepare_photo`'s command changes what it writes; with the cadence, part of the photo recipe.
+PHOTO_VERSION = 1
+IMAGE_SUFFIXES = ("jpg", "png", "webp")  # what the collector stores; an image's member is imgN.SUFFIX
+IMAGE_MEMBER = re.compile(rf"img[0-9]{{1,4}}\.(?:{'|'.join(IMAGE_SUFFIXES)})")
+THUMB_CHAIN = "thumbnail=30,format=yuvj420p[thumb]"  # the most representative frame of the first 30
+HASH_CHAIN = f"fps=1,scale={HASH_SIDE}:{HASH_SIDE}:flags=area,format=gray[hash]"
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,13 @@ class TranscodeParams:
         if not self.size:
             return "passthrough"
         return json.dumps({"transcode_version": TRANSCODE_VERSION, **asdict(self)}, sort_keys=True)
+
+    def photo_recipe(self) -> str:
+        """What decides a photo post's prepared bytes, besides its images and sound (size 0 included:
+        a slideshow is always encoded, at the first image's own size)."""
+        cadence = {"image_seconds": IMAGE_SECONDS, "max_seconds": PHOTO_MAX_SECONDS}
+        settings = {"transcode_version": TRANSCODE_VERSION, "photo_version": PHOTO_VERSION, **cadence}
+        return json.dumps({**settings, **asdict(self)}, sort_keys=True)
 
 
 @dataclass
@@ -73,6 +92,11 @@ class Prepared:
     source_path: str | None = None  # set by `passthrough`: the sample is this file, without sidecars
     source_sha256: str | None = None  # what it was prepared from, and how: reuse needs both to match
     recipe: str | None = None
+    kind: str = "video"  # or "photo"
+    images: list[dict] = field(default_factory=list)  # a photo post's: member, width, height, sha256
+
+    def expected_recipe(self, params: TranscodeParams) -> str:
+        return params.photo_recipe() if self.kind == "photo" else params.recipe()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -190,8 +214,11 @@ def passthrough(video_id: str, source: Path, media: dict, sha256: str | None = N
     )
 
 
-def load_prepared(work: Path, video_id: str, sha256: str, params: TranscodeParams) -> Prepared | None:
-    """The facts of a video an earlier (perhaps killed) run prepared from the same source the same way.
+def load_prepared(
+    work: Path, video_id: str, sha256: str, params: TranscodeParams, kind: str = "video"
+) -> Prepared | None:
+    """The facts of a video (or photo post: `kind`) an earlier, perhaps killed, run prepared from the
+    same source the same way.
 
     None when there are none, when they are unreadable, or when the source sha256 or the recipe differ:
     then the video is prepared again.
@@ -201,28 +228,34 @@ def load_prepared(work: Path, video_id: str, sha256: str, params: TranscodeParam
         prepared = Prepared(**json.loads(facts.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    same = prepared.source_sha256 == sha256 and prepared.recipe == params.recipe()
+    same = (
+        prepared.kind == kind
+        and prepared.source_sha256 == sha256
+        and prepared.recipe == prepared.expected_recipe(params)
+    )
     whole = prepared.error is None and prepared.video_id == video_id and prepared.video_ext == "mp4"
+    whole = whole and all(  # the images' member names are read from these facts
+        isinstance(image, dict) and IMAGE_MEMBER.fullmatch(str(image.get("member")))
+        for image in prepared.images
+    )
     return prepared if same and whole else None
 
 
 def _run_ffmpeg(source: Path, out: Path, prepared: Prepared, params: TranscodeParams) -> str | None:
-    v, a = f"0:{prepared.video_stream}", f"0:{prepared.audio_stream}"
-    hash_chain = f"fps=1,scale={HASH_SIDE}:{HASH_SIDE}:flags=area,format=gray[hash]"
-    thumb_chain = "thumbnail=30,format=yuvj420p[thumb]"  # the most representative frame of the first 30
-    command = [
-        imageio_ffmpeg.get_ffmpeg_exe(),
-        "-hide_banner",
-        "-nostdin",
-        "-nostats",
-        "-y",
-        "-i",
-        str(source),
-    ]
-    graph = [
-        f"[{v}]fps={params.fps},scale={prepared.width}:{prepared.height}:flags=bicubic,"
-        f"format=yuv420p,split=3[video][t][h];[t]{thumb_chain};[h]{hash_chain}"
-    ]
+    graph = (
+        f"[0:{prepared.video_stream}]fps={params.fps},scale={prepared.width}:{prepared.height}:"
+        f"flags=bicubic,format=yuv420p,split=3[video][t][h];[t]{THUMB_CHAIN};[h]{HASH_CHAIN}"
+    )
+    return _encode(["-i", str(source)], graph, f"0:{prepared.audio_stream}", out, prepared, params)
+
+
+def _encode(
+    inputs: list[str], video_graph: str, audio: str, out: Path, prepared: Prepared, params: TranscodeParams
+) -> str | None:
+    """One ffmpeg run from `inputs`: `video_graph` makes [video], [thumb] and [hash]; the audio stream
+    `audio` (when `prepared.has_audio`) becomes the mp4's AAC and the flac sidecar."""
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-y", *inputs]
+    graph = [video_graph]
     keyframe = max(1, round(params.fps))
     outputs = ["-map", "[video]"]
     if prepared.has_audio:
@@ -234,7 +267,9 @@ def _run_ffmpeg(source: Path, out: Path, prepared: Prepared, params: TranscodePa
         "-map_metadata", "-1", "-movflags", "+faststart", str(out / "video.mp4"),
     ]  # fmt: skip
     if prepared.has_audio:
-        graph.append(f"[{a}]aresample={SAMPLE_RATE},pan=mono|c0=c0,asplit=2[aac][a];[a]volumedetect[flac]")
+        graph.append(
+            f"[{audio}]aresample={SAMPLE_RATE},pan=mono|c0=c0,asplit=2[aac][a];[a]volumedetect[flac]"
+        )
         outputs += ["-map", "[flac]", "-c:a", "flac", str(out / "audio.flac")]
     outputs += ["-map", "[thumb]", "-frames:v", "1", "-q:v", "3", str(out / "thumb.jpg")]
     outputs += ["-map", "[hash]", "-frames:v", str(MAX_HASH_FRAMES), "-f", "rawvideo", "pipe:1"]
@@ -253,3 +288,94 @@ def _run_ffmpeg(source: Path, out: Path, prepared: Prepared, params: TranscodePa
     peak = re.search(r"max_volume: (-?[\d.]+|-inf) dB", stderr)
     prepared.audio_silent = bool(prepared.has_audio and peak and float(peak.group(1)) < SILENCE_DB)
     return None
+
+
+def photo_duration(images: int, sound_s: float | None) -> float:
+    """A slideshow's length: one pass of the images at IMAGE_SECONDS each, or the sound's length (the
+    images looping) up to PHOTO_MAX_SECONDS, whichever is longer."""
+    return max(images * IMAGE_SECONDS, min(sound_s or 0.0, PHOTO_MAX_SECONDS))
+
+
+def prepare_photo(
+    video_id: str,
+    images: list[dict],
+    sound: Path | None,
+    work: Path,
+    params: TranscodeParams,
+    media: dict,
+    sha256: str,
+) -> Prepared:
+    """Write WORK/ID/{video.mp4, audio.flac, thumb.jpg, imgN.EXT, facts.json} for a photo post.
+
+    `images` are the collector's (path, sha256, width, height), in slideshow order; `sound` and the
+    `media` facts (its audio stream, its duration) are its sound's. Every image is fitted, aspect kept,
+    into the first image's frame scaled to the short side `size` (its own size with `size` 0).
+    """
+    done = ids.id_path(work, video_id)
+    partial = ids.id_path(work, video_id, ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    suffixes = [Path(image["path"]).suffix.lower().removeprefix(".") for image in images]
+    if not images or any(suffix not in IMAGE_SUFFIXES for suffix in suffixes):
+        return Prepared(video_id, error="undecodable: its images are not JPEG, PNG or WebP files")
+    width, height = images[0].get("width") or 0, images[0].get("height") or 0
+    if width < 1 or height < 1:
+        return Prepared(video_id, error="undecodable: its first image has no recorded size")
+    has_audio = sound is not None and media.get("audio_stream") is not None
+    # A whole number of frames: the slideshow's length, and each image's slot, at `fps`.
+    frames = max(
+        1, round(photo_duration(len(images), media.get("duration_s") if has_audio else None) * params.fps)
+    )
+    per_image = max(1, round(IMAGE_SECONDS * params.fps))
+    frame_width, frame_height = output_size(width, height, params.size or min(width, height))
+    prepared = Prepared(
+        video_id,
+        width=frame_width,
+        height=frame_height,
+        fps=params.fps,
+        duration_s=frames / params.fps,
+        has_audio=has_audio,
+        audio_stream=media.get("audio_stream") if has_audio else None,
+        source_vcodec=suffixes[0],
+        source_acodec=media.get("acodec") if has_audio else None,
+        source_sha256=sha256,
+        recipe=params.photo_recipe(),
+        kind="photo",
+        images=[
+            {"member": f"img{n}.{suffix}", "width": image.get("width"), "height": image.get("height"),
+             "sha256": image.get("sha256")}
+            for n, (image, suffix) in enumerate(zip(images, suffixes, strict=True))
+        ],
+    )  # fmt: skip
+    # One input per slot (an image may come round again), a still looped for its frames: never none, as
+    # a slot shorter than a frame would give concat an empty input, on which ffmpeg spins.
+    slots = [min(per_image, frames - start) for start in range(0, frames, per_image)]
+    inputs, chains = [], []
+    for slot, count in enumerate(slots):
+        inputs += ["-loop", "1", "-framerate", f"{params.fps:g}", "-t", f"{(count + 0.5) / params.fps:.6f}"]
+        inputs += ["-i", str(images[slot % len(images)]["path"])]
+        chains.append(
+            f"[{slot}:v]trim=end_frame={count},scale={prepared.width}:{prepared.height}:"
+            "force_original_aspect_ratio=decrease:flags=bicubic:out_range=tv,"
+            f"pad={prepared.width}:{prepared.height}:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p[s{slot}]"
+        )  # JPEGs are full range; H.264 yuv420p is tv range
+    if has_audio:
+        inputs += ["-t", f"{prepared.duration_s:.6f}", "-i", str(sound)]
+    graph = ";".join(chains) + ";" + "".join(f"[s{slot}]" for slot in range(len(slots)))
+    graph += f"concat=n={len(slots)}:v=1:a=0,fps={params.fps},split=3[video][t][h];[t]{THUMB_CHAIN};"
+    graph += f"[h]{HASH_CHAIN}"
+    try:
+        partial.mkdir(parents=True)
+        error = _encode(inputs, graph, f"{len(slots)}:{prepared.audio_stream}", partial, prepared, params)
+        if error is None:
+            for image, entry in zip(images, prepared.images, strict=True):
+                shutil.copyfile(image["path"], partial / entry["member"])
+            (partial / "facts.json").write_text(prepared.to_json())
+            shutil.rmtree(done, ignore_errors=True)
+            os.replace(partial, done)
+            return prepared
+    except OSError as failure:
+        if failure.errno not in FULL_DISK:
+            raise
+        error = "disk_full: no space left on device"
+    shutil.rmtree(partial, ignore_errors=True)
+    return Prepared(video_id, error=error)

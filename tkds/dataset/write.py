@@ -25,7 +25,7 @@ from tkds.dataset.split import SPLITS, unit_hash
 from tkds.dataset.transcode import Prepared
 from tkds.errors import TkdsError
 from tkds.files import write_json
-from tkds.tiktok import video_page_url
+from tkds.tiktok import photo_page_url, video_page_url
 
 if TYPE_CHECKING:
     from tkds.dataset.build import ShardParams, ShardSummary
@@ -45,13 +45,17 @@ def own_folder(out: Path, name: str) -> Path:
 def _sample_json(video: Candidate, prep: Prepared, split: str) -> dict:
     return {
         "id": video.id,
+        "kind": video.kind,  # "video", or "photo": a photo post, its mp4 a slideshow of `images`
+        "images": prep.images,  # a photo post's, in slideshow order: member, width, height, sha256
         "description": video.description,
         "hashtags": video.hashtags,
         "music_id": video.music_id,
         "music_title": video.music_title,
         "author_id": video.author_id,
         "author_unique_id": video.author_unique_id,
-        "url": video_page_url(video.author_unique_id or "", video.id),
+        "url": (photo_page_url if video.kind == "photo" else video_page_url)(
+            video.author_unique_id or "", video.id
+        ),
         "create_time": video.create_time,
         "stats": video.stats,
         "author_stats": video.author_stats,
@@ -86,6 +90,7 @@ def _members(work: Path, video: Candidate, prep: Prepared, split: str) -> list[t
         members.append((member("flac"), (folder / "audio.flac").read_bytes()))
     members.append(sample)
     members.append((member("jpg"), (folder / "thumb.jpg").read_bytes()))
+    members += [(member(image["member"]), (folder / image["member"]).read_bytes()) for image in prep.images]
     return members
 
 

@@ -1,4 +1,4 @@
-"""H.264 + AAC encoding through the ffmpeg CLI, byte-for-byte reproducible.
+"""H.264 + AAC (videos), JPEG and MP3 (photo posts) encoding, byte-for-byte reproducible.
 
 The CLI rather than in-process PyAV: x264 inside a long-lived process gave different bytes for the
 same frames from the second video on, while one ffmpeg process per video is exactly reproducible.
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
+from PIL import Image
 
 from tkds.errors import TkdsError
 
@@ -69,5 +70,39 @@ def encode_mp4(frames: np.ndarray, audio: np.ndarray, sample_rate: int, fps: int
         partial.unlink(missing_ok=True)
         last = stderr.splitlines()[-1] if stderr else f"exit code {process.returncode}"
         last = re.sub(r"^\[[^]]*\] ", "", last)  # ffmpeg's "[out#0/mp4 @ 0x...] " context prefix
+        raise TkdsError(f"ffmpeg failed writing {out.name}: {last}")
+    os.replace(partial, out)
+
+
+def encode_jpeg(frame: np.ndarray, out: Path) -> None:
+    """One RGB frame (H, W, 3) as a baseline JPEG under a temporary name; Pillow's bytes are stable."""
+    partial = out.with_name(out.name + ".partial")
+    try:
+        Image.fromarray(frame).save(partial, "JPEG", quality=90)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise TkdsError(f"cannot write {out.name}: {error.strerror or error}") from error
+    os.replace(partial, out)
+
+
+def encode_mp3(audio: np.ndarray, sample_rate: int, out: Path) -> None:
+    """Mono float32 audio as a 64 kbit/s MP3 (TikTok's sound format), written under a temporary name."""
+    partial = out.with_name(out.name + ".partial")
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+        "-f", "f32le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
+        "-c:a", "libmp3lame", "-b:a", "64k", "-fflags", "+bitexact", "-flags:a", "+bitexact",
+        "-map_metadata", "-1", "-f", "mp3", str(partial),
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(
+            command, input=np.ascontiguousarray(audio, dtype=np.float32).tobytes(), capture_output=True
+        )
+    except OSError as error:
+        raise TkdsError(f"cannot start ffmpeg ({error}); reinstall with scripts/setup.sh") from error
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        lines = result.stderr.decode(errors="replace").strip().splitlines()
+        last = re.sub(r"^\[[^]]*\] ", "", lines[-1]) if lines else f"exit code {result.returncode}"
         raise TkdsError(f"ffmpeg failed writing {out.name}: {last}")
     os.replace(partial, out)

@@ -83,6 +83,7 @@ class SynthConfig:
     outlier_prob: float = 0.03
     observed_at: int = 1793491200  # 2026-11-01 UTC: the clock the counts are observed at
     history_days: int = 540
+    photo_share: float = 0.0  # the share of posts that are photo posts (images + a sound)
 
     def __post_init__(self) -> None:
         if self.videos < 1:
@@ -98,6 +99,8 @@ class SynthConfig:
             raise TkdsError(f"--fps must be 1..60 (got {self.fps})")
         if not 2 <= self.categories <= 32:
             raise TkdsError(f"--categories must be 2..32 (got {self.categories})")
+        if not 0.0 <= self.photo_share <= 1.0:
+            raise TkdsError(f"--photo-share must be a fraction 0..1 (got {self.photo_share:g})")
 
 
 @dataclass(frozen=True)

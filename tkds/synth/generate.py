@@ -1,5 +1,8 @@
 """Writes a SynthTok corpus in the collection layout: media/ID.mp4, items/ID.json, then corpus.json.
 
+Photo posts (a share of the posts, `photo_share`) get images/ID/NN.jpeg instead of an mp4, and their
+sound's audio as sounds/MUSIC_ID.mp3.
+
 Every file is written under a temporary name and renamed, and `corpus.json` comes last, so a killed
 run never looks complete; re-running the same command renders only what is missing.
 """
@@ -13,7 +16,7 @@ import os
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +26,7 @@ from tkds.console import progress_bar
 from tkds.errors import TkdsError
 from tkds.files import write_json
 from tkds.synth.audio import render_soundtrack
-from tkds.synth.encode import encode_mp4
+from tkds.synth.encode import encode_jpeg, encode_mp3, encode_mp4
 from tkds.synth.factors import (
     CAPTION_WORDS,
     FORMULA,
@@ -48,11 +51,18 @@ from tkds.synth.visuals import VisualSpec, render_frames
 CORPUS_FILE = "corpus.json"
 CONFIG_FILE = ".synthtok-config.json"
 REGIONS = ("US", "GB", "DE", "BR", "ID", "TH", "VN", "FR")
+PHOTO_IMAGES = (2, 6)  # images per photo post, both ends included
+# Photo aspect ratios (height / width): TikTok's photo mode is mostly 3:4 and 9:16 portraits.
+PHOTO_ASPECTS = (4 / 3, 16 / 9)
+PHOTO_MIXED_ASPECT_PROB = 0.2  # an image of a post in the post's other aspect, as real posts mix
 
 
 @dataclass(frozen=True)
 class VideoJob:
-    """Everything a worker needs to render and encode one video: a pure function of this."""
+    """Everything a worker needs to render and encode one post: a pure function of this.
+
+    A video post has an mp4; a photo post has `images` (one single-frame spec per image) instead.
+    """
 
     index: int
     video_id: str
@@ -64,11 +74,34 @@ class VideoJob:
     offset_s: float
     snr_db: float
     audio_seed: int
+    images: tuple[VisualSpec, ...] = ()
+
+    @property
+    def is_photo(self) -> bool:
+        return bool(self.images)
+
+    @property
+    def outputs(self) -> list[Path]:
+        if not self.is_photo:
+            return [self.mp4]
+        folder = self.mp4.parent.parent / "images" / self.video_id
+        return [folder / f"{position:02d}.jpeg" for position in range(len(self.images))]
+
+
+@dataclass(frozen=True)
+class SoundJob:
+    """A sound's own audio, for the photo posts that use it: its whole length, as an MP3."""
+
+    sound: Sound
+    mp3: Path
+    sample_rate: int
+    snr_db: float
+    audio_seed: int
 
 
 @dataclass(frozen=True)
 class VideoResult:
-    index: int
+    name: str  # "video <id>", "photo post <id>" or "sound <id>"
     render_s: float = 0.0
     encode_s: float = 0.0
     error: str | None = None
@@ -84,6 +117,7 @@ class SynthSummary:
     render_s: float = 0.0
     encode_s: float = 0.0
     bayes_r2: dict = field(default_factory=dict)
+    photos: int = 0  # of `videos`, how many are photo posts
 
     @property
     def videos_per_s(self) -> float:
@@ -99,18 +133,47 @@ def render_media(job: VideoJob) -> tuple[np.ndarray, np.ndarray]:
     return render_frames(job.visual), soundtrack
 
 
+def render_photos(job: VideoJob) -> list[np.ndarray]:
+    """The still images (H, W, 3) uint8 of one photo post, in slideshow order."""
+    return [render_frames(spec)[0] for spec in job.images]
+
+
 def render_video(job: VideoJob) -> VideoResult:
-    """Render frames and soundtrack, then encode; a failure is returned, not raised."""
+    """Render frames and soundtrack (or a photo post's images), then encode; failures are returned."""
+    name = f"photo post {job.video_id}" if job.is_photo else f"video {job.video_id}"
     try:
         start = time.perf_counter()
-        frames, audio = render_media(job)
-        rendered = time.perf_counter()
-        encode_mp4(frames, audio, job.sample_rate, job.visual.fps, job.mp4)
-        return VideoResult(job.index, rendered - start, time.perf_counter() - rendered)
+        if job.is_photo:
+            images = render_photos(job)
+            rendered = time.perf_counter()
+            job.outputs[0].parent.mkdir(parents=True, exist_ok=True)
+            for image, path in zip(images, job.outputs, strict=True):
+                encode_jpeg(image, path)
+        else:
+            frames, audio = render_media(job)
+            rendered = time.perf_counter()
+            encode_mp4(frames, audio, job.sample_rate, job.visual.fps, job.mp4)
+        return VideoResult(name, rendered - start, time.perf_counter() - rendered)
     except TkdsError as error:
-        return VideoResult(job.index, error=str(error))
-    except Exception as error:  # reported per video, with its id, by the caller
-        return VideoResult(job.index, error=f"{type(error).__name__}: {error}")
+        return VideoResult(name, error=str(error))
+    except Exception as error:  # reported per post, with its id, by the caller
+        return VideoResult(name, error=f"{type(error).__name__}: {error}")
+
+
+def render_sound(job: SoundJob) -> VideoResult:
+    """A sound's MP3: its melody over voice, rendered as a video's soundtrack is, from second 0."""
+    name = f"sound {job.sound.id}"
+    try:
+        start = time.perf_counter()
+        rng = np.random.default_rng(job.audio_seed)
+        audio = render_soundtrack(job.sound, job.sound.duration_s, job.sample_rate, 0.0, job.snr_db, rng)
+        rendered = time.perf_counter()
+        encode_mp3(audio, job.sample_rate, job.mp3)
+        return VideoResult(name, rendered - start, time.perf_counter() - rendered)
+    except TkdsError as error:
+        return VideoResult(name, error=str(error))
+    except Exception as error:
+        return VideoResult(name, error=f"{type(error).__name__}: {error}")
 
 
 def _seed_int(*key: int) -> int:
@@ -130,6 +193,11 @@ class CorpusPlan:
     counts: list[Counts]
     likes_terms: dict[str, np.ndarray]
     jobs: list[VideoJob]
+    sound_jobs: list[SoundJob] = field(default_factory=list)
+
+    @property
+    def photos(self) -> int:
+        return sum(job.is_photo for job in self.jobs)
 
 
 def plan_corpus(config: SynthConfig, out: Path) -> CorpusPlan:
@@ -138,6 +206,9 @@ def plan_corpus(config: SynthConfig, out: Path) -> CorpusPlan:
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 5]))
     terms = likes_terms(world, draws)
     log_likes = sum(terms.values())
+    # Its own stream, so a post's kind changes no other draw: a video stays byte-identical.
+    is_photo = np.random.default_rng(np.random.SeedSequence([config.seed, 10])).random(config.videos)
+    is_photo = is_photo < config.photo_share
 
     ids, sounds, captions, tags, counts, jobs = [], [], [], [], [], []
     used_ids: set[str] = set()
@@ -219,13 +290,47 @@ def plan_corpus(config: SynthConfig, out: Path) -> CorpusPlan:
                 offset_s=float(rng.uniform(0, 30)),
                 snr_db=float(rng.uniform(-5, 5) if sound.original else rng.uniform(0, 20)),
                 audio_seed=_seed_int(config.seed, 7, i),
+                images=_photo_specs(visual, config, i) if is_photo[i] else (),
             )
         )
         ids.append(video_id)
         sounds.append(sound)
         captions.append(caption)
         tags.append(video_tags)
-    return CorpusPlan(world, draws, ids, sounds, captions, tags, counts, terms, jobs)
+    sound_jobs: dict[str, SoundJob] = {}
+    for job in jobs:  # the first photo post on a sound decides its voice level
+        if job.is_photo and job.sound.id not in sound_jobs:
+            sound_jobs[job.sound.id] = SoundJob(
+                sound=job.sound,
+                mp3=out / "sounds" / f"{job.sound.id}.mp3",
+                sample_rate=config.sample_rate,
+                snr_db=job.snr_db,
+                audio_seed=job.audio_seed,
+            )
+    return CorpusPlan(
+        world, draws, ids, sounds, captions, tags, counts, terms, jobs, list(sound_jobs.values())
+    )
+
+
+def _photo_specs(visual: VisualSpec, config: SynthConfig, index: int) -> tuple[VisualSpec, ...]:
+    """A photo post's images: stills of the post's own visual grammar, portrait, each its own layout."""
+    rng = np.random.default_rng(_seed_int(config.seed, 10, index))
+    count = int(rng.integers(PHOTO_IMAGES[0], PHOTO_IMAGES[1] + 1))
+    aspect = int(rng.integers(0, len(PHOTO_ASPECTS)))
+    specs = []
+    for position in range(count):
+        this = aspect if rng.random() >= PHOTO_MIXED_ASPECT_PROB else 1 - aspect
+        height = 2 * round(config.width * PHOTO_ASPECTS[this] / 2)  # even, like TikTok's sizes
+        specs.append(
+            replace(
+                visual,
+                height=height,
+                frames=1,
+                overlay_text=visual.overlay_text if position == 0 else "",
+                seed=_seed_int(config.seed, 11, index, position),
+            )
+        )
+    return tuple(specs)
 
 
 def _zipf(values: tuple[str, ...]) -> np.ndarray:
@@ -246,7 +351,7 @@ def _prepare_out(config: SynthConfig, out: Path) -> None:
         probe.unlink()
     except OSError as error:
         raise TkdsError(f"cannot write to {out} ({error.strerror}); choose a writable OUT") from error
-    for stale in [*out.glob("media/*.partial"), *out.glob("items/*.partial")]:
+    for stale in [*out.glob("*/*.partial"), *out.glob("images/*/*.partial")]:
         stale.unlink()  # left by a killed run; the file is rendered again
     wanted = asdict(config)
     wanted["seconds"] = list(config.seconds)
@@ -272,10 +377,11 @@ def generate(
     seconds: tuple[float, float] = (5.0, 7.0),
     fps: int = 15,
     categories: int = 8,
+    photo_share: float = 0.0,
     workers: int | None = None,
     progress: bool = True,
 ) -> SynthSummary:
-    """Write a SynthTok corpus of `videos` videos to `out`.
+    """Write a SynthTok corpus of `videos` posts to `out`, about `photo_share` of them photo posts.
 
     A partial corpus left by a killed run with the same arguments is resumed, not redone.
     """
@@ -287,6 +393,7 @@ def generate(
         seconds=(float(seconds[0]), float(seconds[1])),
         fps=fps,
         categories=categories,
+        photo_share=float(photo_share),
     )
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise TkdsError(f"--workers must be a whole number of at least 1 (got {workers!r})")
@@ -294,19 +401,23 @@ def generate(
     _prepare_out(config, out)
     started = time.perf_counter()
     plan = plan_corpus(config, out)
-    todo = [job for job in plan.jobs if not job.mp4.exists()]
-    summary = SynthSummary(out=out, videos=videos, rendered=0, reused=videos - len(todo))
+    todo = [job for job in plan.jobs if not all(path.exists() for path in job.outputs)]
+    if plan.sound_jobs:
+        (out / "sounds").mkdir(exist_ok=True)
+    sounds_todo = [job for job in plan.sound_jobs if not job.mp3.exists()]
+    summary = SynthSummary(out=out, videos=videos, rendered=0, reused=videos - len(todo), photos=plan.photos)
 
-    errors: dict[int, str] = {}
+    errors: dict[str, str] = {}
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     with (
-        progress_bar("synth: rendering", len(todo), enabled=progress) as bar,
+        progress_bar("synth: rendering", len(todo) + len(sounds_todo), enabled=progress) as bar,
         ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool,
     ):
         pending: set[Future] = set()
         try:
-            for job in todo:  # keep the queue short so Ctrl-C stops promptly
-                pending.add(pool.submit(render_video, job))
+            work = [(render_video, job) for job in todo] + [(render_sound, job) for job in sounds_todo]
+            for render, job in work:  # keep the queue short so Ctrl-C stops promptly
+                pending.add(pool.submit(render, job))
                 if len(pending) >= 4 * workers:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     _collect(done, summary, errors, bar)
@@ -317,14 +428,15 @@ def generate(
 
     if errors:
         reasons = Counter(reason.rsplit(": ", 1)[-1] for reason in errors.values())
-        first_index, first_reason = next(iter(errors.items()))
+        first_name, first_reason = next(iter(errors.items()))
         by_reason = ", ".join(f"{n}x {reason}" for reason, n in reasons.items())
+        total = videos + len(plan.sound_jobs)
         raise TkdsError(
-            f"{len(errors)} of {videos} videos failed ({by_reason}); "
-            f"first: video {plan.ids[first_index]}: {first_reason}; fix the cause and re-run to resume"
+            f"{len(errors)} of {total} files failed ({by_reason}); "
+            f"first: {first_name}: {first_reason}; fix the cause and re-run to resume"
         )
 
-    _write_items(plan, config)
+    _write_items(plan, config, out)
     summary.bayes_r2 = bayes_r2(plan.world, plan.draws)
     write_json(out / CORPUS_FILE, _corpus_card(plan, config, summary.bayes_r2), indent=1)
     summary.wall_s = time.perf_counter() - started
@@ -335,8 +447,8 @@ def _collect(done: set[Future], summary: SynthSummary, errors: dict[int, str], b
     for future in done:
         result: VideoResult = future.result()
         if result.error:
-            errors[result.index] = result.error
-        else:
+            errors[result.name] = result.error
+        elif not result.name.startswith("sound "):
             summary.rendered += 1
             summary.render_s += result.render_s
             summary.encode_s += result.encode_s
@@ -362,7 +474,7 @@ def _region(author: Author) -> str:
     return REGIONS[int(author.id) % len(REGIONS)]
 
 
-def _write_items(plan: CorpusPlan, config: SynthConfig) -> None:
+def _write_items(plan: CorpusPlan, config: SynthConfig, out: Path) -> None:
     author_counts = _author_counts(plan)
     for i, job in enumerate(plan.jobs):
         author_index = int(plan.draws.author[i])
@@ -375,15 +487,22 @@ def _write_items(plan: CorpusPlan, config: SynthConfig) -> None:
             width=config.width,
             height=config.height,
             duration_s=job.seconds,
-            bitrate=int(job.mp4.stat().st_size * 8 / job.seconds),
+            bitrate=0 if job.is_photo else int(job.mp4.stat().st_size * 8 / job.seconds),
             author=author,
             author_counts=author_counts[author_index],
             sound=plan.sounds[i],
             counts=plan.counts[i],
             region=_region(author),
             observed_at=config.observed_at,
+            image_sizes=[(spec.width, spec.height) for spec in job.images] or None,
         )
-        write_json(job.mp4.parent.parent / "items" / f"{job.video_id}.json", item)
+        write_json(out / "items" / f"{job.video_id}.json", item)
+
+
+def _media_facts(job: VideoJob) -> dict:
+    if job.is_photo:  # no frames: its length is the slideshow's, which the viewer decides
+        return {"frames": 0, "duration_s": 0.0, "images": [[s.width, s.height] for s in job.images]}
+    return {"frames": job.visual.frames, "duration_s": round(job.seconds, 6)}
 
 
 def _corpus_card(plan: CorpusPlan, config: SynthConfig, r2: dict) -> dict:
@@ -398,7 +517,13 @@ def _corpus_card(plan: CorpusPlan, config: SynthConfig, r2: dict) -> dict:
         "format_version": 1,
         "tkds_version": tkds.__version__,
         "config": {**asdict(config), "seconds": list(config.seconds)},
-        "layout": {"media": "media/{id}.mp4", "items": "items/{id}.json"},
+        "layout": {
+            "media": "media/{id}.mp4",
+            "items": "items/{id}.json",
+            "images": "images/{id}/{position:02d}.jpeg",
+            "sounds": "sounds/{music_id}.mp3",
+        },
+        "photos": plan.photos,
         "likes_model": {"formula": FORMULA, **LIKES_MODEL},
         "bayes_r2": r2,
         "categories": [
@@ -460,8 +585,8 @@ def _corpus_card(plan: CorpusPlan, config: SynthConfig, r2: dict) -> dict:
                 },
                 "snr_db": round(job.snr_db, 3),
                 "create_time": int(draws.create_time[i]),
-                "frames": job.visual.frames,
-                "duration_s": round(job.seconds, 6),
+                "kind": "photo" if job.is_photo else "video",
+                **_media_facts(job),
                 "hashtags": plan.tags[i],
                 "likes": plan.counts[i].likes,
                 "log1p_likes": round(math.log1p(plan.counts[i].likes), 6),

@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 
 from tkds.synth.factors import Author, Sound
-from tkds.tiktok import IMAGE_CDN_HOST, media_urls, music_url, rounded_count
+from tkds.tiktok import IMAGE_CDN_HOST, image_post, media_urls, music_url, photo_video, rounded_count
 
 URL_LIFETIME_S = 6 * 3600
 URL_SECRET = "synthtok"  # the twin re-signs every URL with its own secret when it serves an item
@@ -89,7 +89,9 @@ def build_item(
     counts: Counts,
     region: str,
     observed_at: int,
+    image_sizes: list[tuple[int, int]] | None = None,
 ) -> dict:
+    """The itemStruct of a video, or of a photo post when `image_sizes` lists its images (W, H)."""
     desc = " ".join([caption, *(f"#{tag}" for tag in tags)])
     urls = media_urls(video_id, observed_at + URL_LIFETIME_S, URL_SECRET)
     stats = {
@@ -100,7 +102,7 @@ def build_item(
         "collectCount": counts.collects,
     }
     short_side = min(width, height)
-    return {
+    item = {
         "id": video_id,
         "desc": desc,
         "createTime": create_time,
@@ -204,3 +206,8 @@ def build_item(
         "stitchDisplay": 0,
         "locationCreated": region,
     }
+    if image_sizes:
+        expires = observed_at + URL_LIFETIME_S
+        item["imagePost"] = image_post(video_id, image_sizes, expires, URL_SECRET)
+        item["video"] = photo_video(item["imagePost"]["cover"]["imageURL"]["urlList"][0])
+    return item

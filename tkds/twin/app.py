@@ -31,17 +31,23 @@ from starlette.routing import Host, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tkds.tiktok import (
+    IMAGE_CDN_ALT_HOST,
     IMAGE_CDN_HOST,
     MONITOR_HOST,
     MONITOR_PATH,
     MUSIC_CDN_HOST,
+    PHOTO_IMAGE_PREFIX,
+    PHOTO_IMAGE_SUFFIX,
     STATUS_OK,
     STATUS_PRIVATE_ITEM,
     STATUS_UNAVAILABLE,
     STATUS_USER_NOT_FOUND,
     VIDEO_CDN_HOST,
+    image_post,
     media_signature,
     media_urls,
+    photo_video,
+    signed_music_url,
 )
 from tkds.twin import pages
 from tkds.twin.corpus import TwinCorpus
@@ -138,12 +144,24 @@ class TwinState:
             factor = follower_growth(self.corpus.observed_at, now)
             stats = item["authorStats"]
             stats["followerCount"] = int(stats["followerCount"] * factor)
-        urls = media_urls(video_id, int(now) + URL_LIFETIME_S, self.secret)
-        video = item.setdefault("video", {})
-        video.update(playAddr=urls["play"], downloadAddr=urls["download"])
-        for key in ("cover", "originCover", "dynamicCover", "reflowCover"):
-            video[key] = urls["cover"]
-        return item
+        expires = int(now) + URL_LIFETIME_S
+        music = item.get("music")
+        if isinstance(music, dict) and music.get("id"):
+            music["playUrl"] = signed_music_url(str(music["id"]), expires, self.secret)
+        if video_id in self.corpus.photo_counts:  # a photo post: images and no video to play
+            sizes = [(i.get("imageWidth", 0), i.get("imageHeight", 0)) for i in item["imagePost"]["images"]]
+            item["imagePost"] = {**item["imagePost"], **image_post(video_id, sizes, expires, self.secret)}
+            cover = item["imagePost"]["cover"]["imageURL"]["urlList"][0]
+            item["video"] = {**item.get("video", {}), **photo_video(cover)}
+            for key in ("playAddr", "downloadAddr", "bitrateInfo"):
+                item["video"].pop(key, None)
+        else:
+            urls = media_urls(video_id, expires, self.secret)
+            video = item.setdefault("video", {})
+            video.update(playAddr=urls["play"], downloadAddr=urls["download"])
+            for key in ("cover", "originCover", "dynamicCover", "reflowCover"):
+                video[key] = urls["cover"]
+        return self.dice.drop_fields(item)  # the drop_FIELD faults: payload drift on demand
 
     def user_info(self, unique_id: str) -> dict:
         latest = self.served_item(self.corpus.by_author[unique_id][0])
@@ -448,17 +466,10 @@ def build_app(state: TwinState) -> ASGIApp:
     # --- media: signed, expiring, Referer and tt_chain_token required, Range supported
     async def video_media(request: Request) -> Response:
         video_id = request.path_params["video_id"]
-        params = request.query_params
-        try:
-            expires = int(params.get("x-expires", "0"))
-        except ValueError:
-            expires = 0
         if video_id not in corpus.media_paths:
             return Response("Not Found", 404)
-        if params.get("x-signature") != media_signature(state.secret, video_id, expires):
-            return Response("Forbidden: bad signature", 403)
-        if state.clock.now() > expires:
-            return Response("Forbidden: URL expired", 403)
+        if refused := signature_refusal(request, video_id):
+            return refused
         if not request.headers.get("referer", "").startswith("https://www.tiktok.com/"):
             return Response("Forbidden: Referer", 403)
         if request.cookies.get("tt_chain_token") not in state.chain_tokens:
@@ -471,6 +482,36 @@ def build_app(state: TwinState) -> ASGIApp:
             return _truncated(path.read_bytes())
         return MediaFile(path, media_type="video/mp4")
 
+    def signature_refusal(request: Request, key: str) -> Response | None:
+        """403 unless the URL carries this twin's signature for `key` and has not expired."""
+        params = request.query_params
+        try:
+            expires = int(params.get("x-expires", "0"))
+        except ValueError:
+            expires = 0
+        if params.get("x-signature") != media_signature(state.secret, key, expires):
+            return Response("Forbidden: bad signature", 403)
+        if state.clock.now() > expires:
+            return Response("Forbidden: URL expired", 403)
+        return None
+
+    async def signed_file(request: Request, key: str, path, media_type: str) -> Response:
+        """A photo's image or a sound: signed and expiring, with the media faults, as video media."""
+        if refused := signature_refusal(request, key):
+            return refused
+        failed, fault = await _roll_fault(state, MEDIA_FAULTS)
+        if failed:
+            return failed
+        if fault == "truncate":
+            return _truncated(path.read_bytes(), media_type)
+        return MediaFile(path, media_type=media_type)
+
+    async def photo_image(request: Request) -> Response:
+        key = request.path_params["name"].removesuffix(PHOTO_IMAGE_SUFFIX)
+        if key not in corpus.image_paths:
+            return Response("Not Found", 404)
+        return await signed_file(request, key, corpus.image_paths[key], "image/jpeg")
+
     async def image(request: Request) -> Response:
         key = request.path_params["key"]
         video_id = key.split("~")[0]
@@ -479,9 +520,14 @@ def build_app(state: TwinState) -> ASGIApp:
         return Response(_placeholder_jpeg(key), media_type="image/jpeg")
 
     async def music_audio(request: Request) -> Response:
-        ids = [i for i in corpus.by_music.get(request.path_params["music_id"], []) if i in corpus.media_paths]
+        music_id = request.path_params["music_id"]
+        if music_id in corpus.sound_paths:  # a photo post's sound: its own MP3, as TikTok serves sounds
+            return await signed_file(request, music_id, corpus.sound_paths[music_id], "audio/mpeg")
+        ids = [i for i in corpus.by_music.get(music_id, []) if i in corpus.media_paths]
         if not ids:
             return Response("Not Found", 404)
+        if refused := signature_refusal(request, music_id):
+            return refused
         return Response(_audio_track(str(corpus.media_paths[ids[0]])), media_type="audio/mp4")
 
     def api_route(path: str, handler) -> Route:
@@ -497,6 +543,7 @@ def build_app(state: TwinState) -> ASGIApp:
             Route("/music/{slug}", music_page),
             Route("/@{unique_id}", profile_page),
             Route("/@{unique_id}/video/{video_id}", video_page),
+            Route("/@{unique_id}/photo/{video_id}", video_page),  # TikTok answers both for any post
             api_route("/api/item/detail/", item_detail),
             api_route("/api/user/detail/", user_detail),
             api_route("/api/post/item_list/", post_item_list),
@@ -510,7 +557,9 @@ def build_app(state: TwinState) -> ASGIApp:
         ]
     )
     media = Router([Route("/video/tos/{region}/{bucket}/{video_id}/", video_media, methods=["GET", "HEAD"])])
-    images = Router([Route("/{prefix:path}/{key}", image)])
+    images = Router(
+        [Route(f"/{PHOTO_IMAGE_PREFIX}/{{name}}", photo_image), Route("/{prefix:path}/{key}", image)]
+    )
     music = Router([Route("/obj/ies-music-aiso/{music_id}.mp3", music_audio)])
     # The pages' monitoring beacons: read by nobody, answered 204 as TikTok's collector answers them.
     monitor = Router([Route(MONITOR_PATH, lambda request: Response(b"", 204), methods=["POST"])])
@@ -529,17 +578,18 @@ def build_app(state: TwinState) -> ASGIApp:
             Host(VIDEO_CDN_HOST, media),
             Host(MUSIC_CDN_HOST, music),
             Host(IMAGE_CDN_HOST, images),
+            Host(IMAGE_CDN_ALT_HOST, images),
             Host(MONITOR_HOST, monitor),
         ]
     )
     return log_requests
 
 
-def _truncated(data: bytes) -> Response:
+def _truncated(data: bytes, media_type: str = "video/mp4") -> Response:
     async def half():
         yield data[: len(data) // 2]
 
-    return StreamingResponse(half(), media_type="video/mp4", headers={"Content-Length": str(len(data))})
+    return StreamingResponse(half(), media_type=media_type, headers={"Content-Length": str(len(data))})
 
 
 @lru_cache(maxsize=512)

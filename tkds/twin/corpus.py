@@ -1,5 +1,7 @@
 """A corpus in the collection layout (items/ID.json, media/ID.mp4), indexed the way TikTok serves it.
 
+Photo posts have images/ID/NN.jpeg instead of an mp4, and their sounds are sounds/MUSIC_ID.mp3.
+
 Only indexes stay in memory; item JSON is read from disk on demand (with a small cache) and media is
 streamed from its file, so a 10,000-video corpus starts in about a second.
 """
@@ -14,6 +16,7 @@ from pathlib import Path
 import orjson
 
 from tkds.errors import TkdsError
+from tkds.tiktok import photo_image_key
 
 
 @dataclass
@@ -30,6 +33,9 @@ class TwinCorpus:
     sec_uids: dict[str, str] = field(default_factory=dict)  # secUid -> uniqueId
     search_text: dict[str, str] = field(default_factory=dict)
     challenge_ids: dict[str, str] = field(default_factory=dict)  # challenge id -> tag
+    photo_counts: dict[str, int] = field(default_factory=dict)  # photo post id -> its number of images
+    image_paths: dict[str, Path] = field(default_factory=dict)  # photo image key -> JPEG
+    sound_paths: dict[str, Path] = field(default_factory=dict)  # music id -> MP3
     observed_at: int = 0
 
     def __post_init__(self) -> None:
@@ -63,6 +69,7 @@ def load_corpus(root: str | Path) -> TwinCorpus:
     item_paths, media_paths, create_time = {}, {}, {}
     by_tag, by_music, by_author = defaultdict(list), defaultdict(list), defaultdict(list)
     author_of, sec_uids, search_text, challenge_ids = {}, {}, {}, {}
+    photo_counts, image_paths = {}, {}
     for path in item_files:
         try:
             item = orjson.loads(path.read_bytes())  # parsing is most of the start-up time
@@ -81,6 +88,14 @@ def load_corpus(root: str | Path) -> TwinCorpus:
         if mp4.exists():
             media_paths[video_id] = mp4
         create_time[video_id] = created
+        post = item.get("imagePost")
+        images = post.get("images") if isinstance(post, dict) else None
+        if isinstance(images, list) and images and all(isinstance(i, dict) for i in images):
+            photo_counts[video_id] = len(images)
+            for position in range(len(images)):
+                jpeg = root / "images" / video_id / f"{position:02d}.jpeg"
+                if jpeg.exists():
+                    image_paths[photo_image_key(video_id, position)] = jpeg
         tags = _tags(item)
         for challenge in item.get("challenges") or []:
             if challenge.get("id") and challenge.get("title"):
@@ -122,5 +137,8 @@ def load_corpus(root: str | Path) -> TwinCorpus:
         sec_uids=sec_uids,
         search_text=search_text,
         challenge_ids=challenge_ids,
+        photo_counts=photo_counts,
+        image_paths=image_paths,
+        sound_paths={path.stem: path for path in sorted((root / "sounds").glob("*.mp3"))},
         observed_at=observed_at,
     )

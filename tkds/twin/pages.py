@@ -113,15 +113,28 @@ def sigi_item(item: dict) -> dict:
     return legacy
 
 
+def _post_media(item: dict) -> str:
+    """What the page shows of the post: its video, or a photo post's images (it has no video)."""
+    images = (item.get("imagePost") or {}).get("images") or []
+    if images:
+        slides = "".join(
+            f'<img src="{html.escape(image["imageURL"]["urlList"][0])}" width="{image["imageWidth"]}" '
+            f'height="{image["imageHeight"]}">'
+            for image in images
+        )
+        return f'<div class="photo-slides">{slides}</div>'
+    video = item.get("video") or {}
+    return (
+        f'<video poster="{html.escape(video.get("cover", ""))}" '
+        f'src="{html.escape(video.get("playAddr", ""))}"></video>'
+    )
+
+
 def video_page(item: dict | None, status: int, status_msg: str, page_format: str, signer: str) -> str:
     title = (item or {}).get("desc") or "TikTok"
     visible = ""
     if item:
-        visible = (
-            f'<div id="app"><video poster="{html.escape(item["video"]["cover"])}" '
-            f'src="{html.escape(item["video"]["playAddr"])}"></video>'
-            f"<h1>{html.escape(item['desc'])}</h1></div>"
-        )
+        visible = f'<div id="app">{_post_media(item)}<h1>{html.escape(item["desc"])}</h1></div>'
     if page_format == "sigi":
         unique_id = item["author"]["uniqueId"] if item else ""
         state = {

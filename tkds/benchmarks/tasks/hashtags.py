@@ -23,7 +23,14 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tkds.benchmarks.features import embedding, in_split, knn_vote, missing_reason
+from tkds.benchmarks.features import (
+    ROW_BLOCK_ENTRIES,
+    cosine_neighbours,
+    embedding,
+    in_split,
+    missing_reason,
+    neighbour_vote,
+)
 from tkds.benchmarks.metrics import ndcg_at_k, precision_at_k, recall_at_k_multilabel
 
 NAME = "hashtags"
@@ -34,6 +41,7 @@ HEAD_MIN_USES = 5
 FREQUENT_MIN_USES = 10
 VOCABULARY_MAX = 5000
 C = 1.0
+METRICS = (("P", precision_at_k), ("R", recall_at_k_multilabel), ("NDCG", ndcg_at_k))
 
 
 def _tag_matrix(tags: list[list[str] | None], vocabulary: dict[str, int]) -> np.ndarray:
@@ -67,22 +75,25 @@ def skip_reason(table: pl.DataFrame) -> str | None:
     return None
 
 
-def _head_scores(
-    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int
-) -> dict[str, np.ndarray]:
-    """{"head": per-tag probabilities, 0 outside the head's tags}, or {} when no tag has enough uses."""
+def _head(x_train: np.ndarray, y_train: np.ndarray, seed: int) -> tuple[object, np.ndarray] | None:
+    """The fitted one-vs-rest head and the tags it scores, or None when no tag has enough uses."""
     uses = y_train.sum(axis=0)
     head = np.flatnonzero((uses >= HEAD_MIN_USES) & (uses < len(y_train)))
     if not head.size:
-        return {}
+        return None
     model = make_pipeline(
         StandardScaler(), OneVsRestClassifier(LogisticRegression(C=C, max_iter=2000, random_state=seed))
     )
-    scores = np.zeros((len(x_test), y_train.shape[1]))
-    probabilities = model.fit(x_train, y_train[:, head]).predict_proba(x_test)
+    return model.fit(x_train, y_train[:, head]), head
+
+
+def _head_scores(model: object, head: np.ndarray, x_test: np.ndarray, vocabulary: int) -> np.ndarray:
+    """Per-tag probabilities of the head, 0 outside the head's tags."""
+    scores = np.zeros((len(x_test), vocabulary))
+    probabilities = model.predict_proba(x_test)
     # With a single head tag the target is one column, which scikit-learn treats as binary: (n, 2).
     scores[:, head] = probabilities[:, 1:] if head.size == 1 else probabilities
-    return {"head": scores}
+    return scores
 
 
 def run(table: pl.DataFrame, features: str, seed: int) -> dict[str, float]:
@@ -93,19 +104,28 @@ def run(table: pl.DataFrame, features: str, seed: int) -> dict[str, float]:
     x = embedding(table, features)
     x_train, x_test = x[in_split(table, "train")], x[in_split(table, "test")][answerable]
     truth = truth[answerable]
-    scores = {
-        "knn": knn_vote(x_test, x_train, y_train, K_NEIGHBOURS),
-        **_head_scores(x_train, y_train, x_test, seed),
-    }
+    neighbours = cosine_neighbours(x_test, x_train, K_NEIGHBOURS)
+    head = _head(x_train, y_train, seed)
     frequent = y_train.sum(axis=0) >= FREQUENT_MIN_USES
     subsets = {"": np.ones_like(frequent), "_frequent": frequent, "_rare": ~frequent}
-    metrics = {}
-    for method, score in scores.items():
-        for suffix, tags in subsets.items():
-            if not truth[:, tags].any():
-                continue
-            at = (score[:, tags], truth[:, tags], AT)
-            metrics[f"P@{AT}_{method}{suffix}"] = precision_at_k(*at)
-            metrics[f"R@{AT}_{method}{suffix}"] = recall_at_k_multilabel(*at)
-            metrics[f"NDCG@{AT}_{method}{suffix}"] = ndcg_at_k(*at)
-    return metrics
+    # Scores are (test videos × vocabulary): made and scored a block of test videos at a time. Each
+    # metric is a mean over the videos with a true tag in its subset: Σ of block means × block counts.
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    block = max(1, ROW_BLOCK_ENTRIES // 4 // y_train.shape[1])
+    for start in range(0, len(x_test), block):
+        rows = slice(start, start + block)
+        scores = {"knn": neighbour_vote(neighbours[0][rows], neighbours[1][rows], y_train)}
+        if head is not None:
+            scores["head"] = _head_scores(*head, x_test[rows], y_train.shape[1])
+        for method, score in scores.items():
+            for suffix, tags in subsets.items():
+                scored = int(truth[rows][:, tags].any(axis=1).sum())
+                if not scored:
+                    continue
+                at = (score[:, tags], truth[rows][:, tags], AT)
+                for name, metric in METRICS:
+                    key = f"{name}@{AT}_{method}{suffix}"
+                    sums[key] = sums.get(key, 0.0) + metric(*at) * scored
+                    counts[key] = counts.get(key, 0) + scored
+    return {key: sums[key] / counts[key] for key in sums}

@@ -22,9 +22,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from sklearn.ensemble import IsolationForest
-from sklearn.neighbors import LocalOutlierFactor
 
-from tkds.benchmarks.features import codes, column, cosine_neighbours, embedding, l2_normalise
+from tkds.benchmarks.features import codes, column, embedding, l2_normalise, top_k_scores
 from tkds.benchmarks.metrics import auroc, author_demeaned_spearman, demean_within, spearman, top_decile_delta
 
 NAME = "originality"
@@ -59,16 +58,48 @@ def skip_reason(table: pl.DataFrame) -> str | None:
     return None
 
 
+def _euclidean(x: np.ndarray, neighbours: np.ndarray, block: int = 1024) -> np.ndarray:
+    """‖x_i − x_j‖ in float64 for each row i and each of its neighbours j, a block of rows at a time."""
+    distances = np.empty(neighbours.shape)
+    for start in range(0, len(x), block):
+        rows = slice(start, start + block)
+        difference = x[rows, None, :].astype(np.float64) - x[neighbours[rows]]
+        distances[rows] = np.sqrt(np.einsum("ikd,ikd->ik", difference, difference))
+    return distances
+
+
+def local_outlier_factor(x: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """scikit-learn's LocalOutlierFactor (−negative_outlier_factor_) from each row's k nearest other rows.
+
+    Its formula on the exact Euclidean distances: reach(i, j) = max(d(i, j), k-distance(j)),
+    lrd(i) = 1 / (mean_j reach(i, j) + 1e−10), LOF(i) = mean_j lrd(j) / lrd(i).
+    """
+    distances = _euclidean(x, neighbours)
+    k_distance = distances.max(axis=1)
+    reach = np.maximum(distances, k_distance[neighbours])
+    density = 1.0 / (reach.mean(axis=1) + 1e-10)
+    return (density[neighbours] / density[:, None]).mean(axis=1)
+
+
 def detector_scores(x: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """Anomaly scores of each row of the L2-normalised `x` against all rows; higher = more atypical."""
+    """Anomaly scores of each row of the L2-normalised `x` against all rows; higher = more atypical.
+
+    One exact blockwise neighbour search serves LOF and kNN: on unit rows the Euclidean neighbours are
+    the cosine ones. A zero row (no such modality) breaks that, so LOF then searches by distance itself.
+    """
     forest = IsolationForest(n_estimators=TREES, random_state=seed).fit(x)
-    # Euclidean on unit vectors orders neighbours exactly as cosine does.
-    lof = LocalOutlierFactor(n_neighbors=min(LOF_K, len(x) - 1)).fit(x)
-    _, sims = cosine_neighbours(x, x, KNN_K, exclude_self=True)
+    lof_k, knn_k = min(LOF_K, len(x) - 1), min(KNN_K, len(x) - 1)
+    indices, sims = top_k_scores(x, x, max(LOF_K, KNN_K), exclude_self=True)
+    squared_norms = np.einsum("id,id->i", x, x)
+    if (squared_norms > 0).all():
+        lof_neighbours = indices[:, :lof_k]
+    else:
+        # argmax_j (x·y_j − ‖y_j‖² / 2) = argmin_j ‖x − y_j‖.
+        lof_neighbours, _ = top_k_scores(x, x, lof_k, exclude_self=True, gallery_bias=-squared_norms / 2)
     return {
         "iforest": -forest.score_samples(x),
-        "lof": -lof.negative_outlier_factor_,
-        "knn": (1.0 - sims).mean(axis=1),
+        "lof": local_outlier_factor(x, lof_neighbours),
+        "knn": (1.0 - sims[:, :knn_k]).mean(axis=1),
     }
 
 

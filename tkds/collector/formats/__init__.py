@@ -61,9 +61,20 @@ class Format:
 
 
 def _registry() -> list[Format]:
-    from tkds.collector.formats import web
+    from tkds.collector.formats import (
+        apify,
+        apify_csv,
+        pyktok,
+        research_api,
+        table,
+        tiktok_scraper,
+        tiktok_scraper_csv,
+        web,
+    )
 
-    return [web.FORMAT]
+    exports = [apify.FORMAT, tiktok_scraper.FORMAT, research_api.FORMAT]  # other tools' JSON
+    tables = [tiktok_scraper_csv.FORMAT, apify_csv.FORMAT, pyktok.FORMAT, table.FORMAT]  # tools' CSVs first
+    return [*exports, web.FORMAT, *tables]
 
 
 def formats() -> list[Format]:
@@ -110,14 +121,12 @@ def unknown_format() -> CaptureError:
 
 
 def batched(parsed: Iterator[Parsed], size: int = BATCH) -> Iterator[Parsed]:
-    """Records merged into batches of about `size` videos (per observation time), for fewer upserts."""
+    """Records merged into batches of about `size` videos, for fewer upserts (each snapshot keeps its
+    own observation time, so rows scraped at different times share a batch)."""
     batch = Parsed()
     for part in parsed:
-        if batch.observed_at != part.observed_at and (batch.videos or batch.authors or batch.refused):
-            yield batch.deduplicated()
-            batch = Parsed()
         batch.extend(part)
-        batch.shape, batch.observed_at = part.shape, part.observed_at
+        batch.shape = part.shape
         if len(batch.videos) + len(batch.refused) >= size:
             yield batch.deduplicated()
             batch = Parsed()

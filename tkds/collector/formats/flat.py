@@ -108,17 +108,23 @@ def _size(value: Any) -> int | None:
     return number if number is not None and number < INT32 else None
 
 
-def _checked_id(out: Parsed, value: Any, kind: str, url_id: str | None = None) -> str | None:
-    """An exact id, or the one in the row's URL; a lossy or invalid one is refused (None)."""
+def _checked_id(
+    out: Parsed, value: Any, kind: str, url_id: str | None = None, of_video: str | None = None
+) -> str | None:
+    """An exact id, or the one in the row's URL; a lossy or invalid one is refused (None), naming
+    `of_video` when the id is an author's or a sound's, so each row's refusal counts once."""
+    where = f"video {of_video}: " if of_video else ""
+    if kind != "video" and str(value).strip() == "0":  # exports write 0 for "no sound", "no author"
+        return url_id
     try:
         exact = exact_id(value, kind)
     except LossyId as error:
         if url_id is not None:
             return url_id
-        out.refused.append(Refusal("lossy id", str(error)))
+        out.refused.append(Refusal("lossy id", where + str(error)))
         return None
     except ids.InvalidId as error:
-        out.refused.append(Refusal(f"{kind} id", str(error)))
+        out.refused.append(Refusal(f"{kind} id", where + str(error)))
         return None
     return exact if exact is not None else url_id
 
@@ -160,13 +166,14 @@ def flat_record(record: dict[str, Any], raw: dict, shape: str) -> Parsed:
     A row without a usable video id yields its refusal, and its author and sound when their ids are
     exact.
     """
-    out = Parsed(shape=shape, observed_at=observed_at(record.get("scraped_at")))
+    out = Parsed(shape=shape)
+    scraped = observed_at(record.get("scraped_at"))
     url = _text(record.get("video_url"))
     video_id = _checked_id(out, record.get("video_id"), "video", video_id_from_url(url))
     if video_id is None and not out.refused:
         out.refused.append(Refusal("no id", "a row without a video id or a video URL"))
     username = _username(out, record.get("username")) or username_from_url(url)
-    author_id = _checked_id(out, record.get("author_id"), "author")
+    author_id = _checked_id(out, record.get("author_id"), "author", of_video=video_id)
     if author_id is not None:
         out.authors.append(
             Author(
@@ -182,9 +189,11 @@ def flat_record(record: dict[str, Any], raw: dict, shape: str) -> Parsed:
         )
         stats, rounded = _counts(record, AUTHOR_COUNTS)
         if any(value is not None for value in stats.values()):
-            out.author_stats.append(AuthorStats(author_id, **stats, rounded=rounded))
+            out.author_stats.append(AuthorStats(author_id, **stats, rounded=rounded, observed_at=scraped))
     music_url = _text(record.get("music_url"))
-    music_id = _checked_id(out, record.get("music_id"), "music", music_id_from_url(music_url))
+    music_id = _checked_id(
+        out, record.get("music_id"), "music", music_id_from_url(music_url), of_video=video_id
+    )
     if music_id is not None:
         out.music.append(
             Music(
@@ -223,7 +232,7 @@ def flat_record(record: dict[str, Any], raw: dict, shape: str) -> Parsed:
     )
     stats, rounded = _counts(record, VIDEO_COUNTS)
     if any(value is not None for value in stats.values()):
-        out.video_stats.append(VideoStats(video_id, **stats, rounded=rounded))
+        out.video_stats.append(VideoStats(video_id, **stats, rounded=rounded, observed_at=scraped))
     return out
 
 
