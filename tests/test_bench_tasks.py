@@ -298,3 +298,11 @@ def test_registry_modules_share_one_interface() -> None:
         assert callable(task.run)
         assert callable(task.skip_reason)
         assert isinstance(task.NEEDS, tuple)
+
+
+def test_every_task_runs_on_every_feature_set(separable: pl.DataFrame) -> None:
+    """The audio-visual embedding is built from two parts: it must keep their dtype through every task."""
+    for name in ("video", "audio", "audio-visual"):
+        assert features.embedding(separable, name).dtype == np.float32
+        results = run_tasks(separable, None, name, 0)
+        assert set(results.metrics) == set(TASKS), (name, results.skipped)

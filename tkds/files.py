@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -87,3 +88,12 @@ def shared_folder(folder: Path, busy: str) -> Iterator[Path]:
     _hold(handle, fcntl.LOCK_SH, busy)
     with handle:
         yield folder
+
+
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks (memory does not grow with the file)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -90,7 +90,7 @@ def embedding(table: pl.DataFrame, features: str) -> np.ndarray:
         raise TkdsError(f"{reason}; choose features the table has")
     if features == "audio-visual":
         both = [l2_normalise(_column_matrix(table, c)) for c in ("video", "audio")]
-        return np.hstack(both) / np.sqrt(2.0)
+        return np.hstack(both) / np.float32(np.sqrt(2.0))  # float32, as the parts are
     return _column_matrix(table, features)
 
 

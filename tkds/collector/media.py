@@ -17,7 +17,6 @@ MEDIA/.partial is private (0700): yt-dlp's cookie file, which holds the session'
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import re
@@ -41,6 +40,7 @@ from tkds import ids
 from tkds.collector.outcome import RequestCount
 from tkds.collector.parse import CaptureError, parse_page
 from tkds.collector.politeness import RateLimiter, backoff_s
+from tkds.files import file_sha256
 from tkds.tiktok import VIDEO_CDN_HOST, WEB_HOST, is_tiktok_host, video_page_url
 
 PARTIAL_DIR = ".partial"
@@ -299,25 +299,32 @@ def download_direct(
     Transient failures are retried; a 4xx other than 429 raises `Refused`. Every other failure comes
     back as a failed `MediaResult` with a reason, as `download`'s do."""
     partial = private_partial_dir(media_dir) / f"{video_id}.direct.mp4"
-    host = urlsplit(play_url).hostname or VIDEO_CDN_HOST
-    reason = "download_error"
     try:
-        for attempt in range(CALL_ATTEMPTS):
-            if attempt:
-                time.sleep(backoff_s(attempt - 1))
-            limiter.wait_blocking(host)
-            try:
-                reason = _fetch_to(client, play_url, partial)
-            except httpx.HTTPError:  # a reset, a timeout, a body cut short of its Content-Length
-                reason = "connection"
-            if reason == "ok":
-                return inspect(video_id, partial, media_dir / f"{video_id}.mp4")
-            if reason not in TRANSIENT_ERRORS:
-                break
+        reason = _fetch_retrying(client, play_url, partial, limiter)
+        if reason == "ok":
+            return inspect(video_id, partial, media_dir / f"{video_id}.mp4")
     except OSError as error:  # a full disk while writing, hashing or renaming
         reason = _classify(str(error))
     partial.unlink(missing_ok=True)
     return MediaResult(video_id, "failed", reason)
+
+
+def _fetch_retrying(client: httpx.Client, url: str, path: Path, limiter: RateLimiter) -> str:
+    """GET `url` into `path` behind the limiter, retrying transient failures with backoff: "ok" or the
+    last reason; a refused URL (4xx other than 429) raises `Refused`."""
+    host = urlsplit(url).hostname or VIDEO_CDN_HOST
+    reason = "download_error"
+    for attempt in range(CALL_ATTEMPTS):
+        if attempt:
+            time.sleep(backoff_s(attempt - 1))
+        limiter.wait_blocking(host)
+        try:
+            reason = _fetch_to(client, url, path)
+        except httpx.HTTPError:  # a reset, a timeout, a body cut short of its Content-Length
+            reason = "connection"
+        if reason == "ok" or reason not in TRANSIENT_ERRORS:
+            return reason
+    return reason
 
 
 def _fetch_to(client: httpx.Client, url: str, path: Path) -> str:
@@ -377,7 +384,7 @@ def inspect(video_id: str, source: Path, final: Path) -> MediaResult:
         if source != final:
             source.unlink(missing_ok=True)
         return MediaResult(video_id, "failed", "undecodable: no video stream")
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    digest = file_sha256(source)
     os.replace(source, final)
     numerator, _, denominator = (video.get("avg_frame_rate") or "0/1").partition("/")
     return MediaResult(
@@ -475,14 +482,6 @@ def check_image(path: Path) -> tuple[str, int, int]:
     return suffix, width, height
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _fetch_alternates(client: httpx.Client, urls: list[str], path: Path, limiter: RateLimiter) -> str:
     """GET the first of `urls` (CDN alternates of one file) that answers into `path`: "ok" or a reason.
 
@@ -493,20 +492,14 @@ def _fetch_alternates(client: httpx.Client, urls: list[str], path: Path, limiter
         if not url.startswith("https://") or not is_tiktok_host(host):
             reason = "bad_url: not an https URL on a TikTok host"
             continue
-        for attempt in range(CALL_ATTEMPTS):
-            if attempt:
-                time.sleep(backoff_s(attempt - 1))
-            limiter.wait_blocking(host)
-            try:
-                reason = _fetch_to(client, url, path)
-            except Refused as refused:
-                status = int(str(refused).removeprefix("http "))
-                reason = f"{REFUSED_REASONS.get(status, 'download_error')}: http {status}"
-                break
-            except httpx.HTTPError:
-                reason = "connection"
-            if reason == "ok" or reason not in TRANSIENT_ERRORS:
-                return reason
+        try:
+            reason = _fetch_retrying(client, url, path, limiter)
+        except Refused as refused:
+            status = int(str(refused).removeprefix("http "))
+            reason = f"{REFUSED_REASONS.get(status, 'download_error')}: http {status}"
+            continue
+        if reason == "ok" or reason not in TRANSIENT_ERRORS:
+            return reason
     return reason
 
 
@@ -581,7 +574,7 @@ def _place_photo(
     images = []
     for position, (partial, suffix, width, height) in enumerate(checked):
         final = ids.id_path(media_dir, video_id, f"-{position:02d}.{suffix}")
-        digest = _sha256(partial)
+        digest = file_sha256(partial)
         os.replace(partial, final)
         images.append(ImageFile(position, str(final.resolve()), digest, final.stat().st_size, width, height))
     result = MediaResult(
@@ -596,7 +589,7 @@ def _place_photo(
     if sound is not None and audio is not None:
         suffix = SOUND_SUFFIXES[facts["format"]["format_name"]]
         final = ids.id_path(media_dir, video_id, f".{suffix}")
-        result.sha256 = _sha256(sound)
+        result.sha256 = file_sha256(sound)
         os.replace(sound, final)
         result.path, result.bytes = str(final.resolve()), result.bytes + final.stat().st_size
         result.duration_s = duration_of(facts, audio)

@@ -29,6 +29,7 @@ import duckdb
 
 from tkds import ids
 from tkds.collector.records import Parsed, Refusal, storable
+from tkds.collector.values import utc_datetime
 from tkds.errors import TkdsError
 from tkds.tiktok import is_tiktok_host
 
@@ -160,16 +161,6 @@ def valid_id_sql(column: str) -> str:
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _timestamp(seconds: int | None) -> datetime | None:
-    """A unix time as a naive UTC datetime; None when absent or outside the years datetime can hold."""
-    if seconds is None:
-        return None
-    try:
-        return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
-    except (ValueError, OverflowError, OSError):
-        return None
 
 
 def _finite(value: Any) -> Any:
@@ -401,7 +392,7 @@ class Store:
             (
                 v.id, v.author_id if v.author_id is None or _valid(v.author_id, "author", refused) else None,
                 v.music_id if v.music_id is None or _valid(v.music_id, "music", refused) else None,
-                v.description, _timestamp(v.create_time), v.duration_s, v.width, v.height, v.is_ad,
+                v.description, utc_datetime(v.create_time), v.duration_s, v.width, v.height, v.is_ad,
                 v.location, source, seen, seen, raw, v.kind,
             )
             for v in parsed.videos
@@ -460,7 +451,7 @@ class Store:
             if (raw := _admitted_raw(m, "music", refused)) is not None
         ]
         comments = [
-            (c.id, c.video_id, _username(c.author, refused), c.text, c.likes, _timestamp(c.create_time))
+            (c.id, c.video_id, _username(c.author, refused), c.text, c.likes, utc_datetime(c.create_time))
             for c in parsed.comments
             if _valid(c.id, "comment", refused) and _valid(c.video_id, "video", refused)
         ]

@@ -104,15 +104,19 @@ def unix_time(value: Any) -> int | None:
     return int(moment.timestamp())
 
 
-def observed_at(value: Any) -> datetime | None:
-    """A scrape time as the store's naive UTC datetime, or None."""
-    seconds = unix_time(value)
+def utc_datetime(seconds: int | None) -> datetime | None:
+    """A unix time as the store's naive UTC datetime; None when absent or outside datetime's years."""
     if seconds is None:
         return None
     try:
         return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
     except (ValueError, OverflowError, OSError):
         return None
+
+
+def observed_at(value: Any) -> datetime | None:
+    """A scrape time (unix or ISO 8601) as the store's naive UTC datetime, or None."""
+    return utc_datetime(unix_time(value))
 
 
 def exact_id(value: Any, kind: str = "video") -> str | None:

@@ -6,7 +6,6 @@ verification (or a reuse check) at a file outside the dataset.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -19,7 +18,7 @@ from tkds.console import progress_bar
 from tkds.dataset.select import Candidate
 from tkds.dataset.split import SPLITS
 from tkds.errors import TkdsError
-from tkds.files import shared_folder, write_json
+from tkds.files import file_sha256, shared_folder, write_json
 
 if TYPE_CHECKING:
     from tkds.dataset.build import ShardParams, ShardSummary
@@ -104,11 +103,7 @@ def _verify(out: Path, shards: dict, progress: bool) -> list[str]:
             elif not path.is_file():
                 problems.append(f"{url}: missing")
             else:
-                digest = hashlib.sha256()
-                with path.open("rb") as handle:
-                    while chunk := handle.read(1 << 20):
-                        digest.update(chunk)
-                if digest.hexdigest() != expected["sha256"]:
+                if file_sha256(path) != expected["sha256"]:
                     problems.append(f"{url}: sha256 differs from the manifest (corrupt or changed)")
             bar.advance(0)
     return problems

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -176,12 +177,23 @@ def prepare(
         return prepared
     prepared.width, prepared.height = output_size(prepared.width, prepared.height, params.size)
     prepared.fps, prepared.source_sha256, prepared.recipe = params.fps, sha256, params.recipe()
-    try:
-        partial.mkdir(parents=True)
+
+    def write() -> str | None:
         error = _run_ffmpeg(source, partial, prepared, params)
         if error is None and prepared.duration_s is None:
             probed = probe(partial / f"video.{prepared.video_ext}")
             prepared.duration_s = duration_of(probed, {})
+        return error
+
+    return _prepare_into(partial, done, prepared, write)
+
+
+def _prepare_into(partial: Path, done: Path, prepared: Prepared, write: Callable[[], str | None]) -> Prepared:
+    """Run `write` (it fills `partial`, returning an error or None), then publish `partial` as `done` with
+    its facts; a failure or a full disk removes `partial` and is returned as the reason."""
+    try:
+        partial.mkdir(parents=True)
+        error = write()
         if error is None:
             (partial / "facts.json").write_text(prepared.to_json())
             shutil.rmtree(done, ignore_errors=True)
@@ -192,7 +204,7 @@ def prepare(
             raise
         error = "disk_full: no space left on device"
     shutil.rmtree(partial, ignore_errors=True)
-    return Prepared(video_id, error=error)
+    return Prepared(prepared.video_id, error=error)
 
 
 def passthrough(video_id: str, source: Path, media: dict, sha256: str | None = None) -> Prepared:
@@ -363,19 +375,12 @@ def prepare_photo(
     graph = ";".join(chains) + ";" + "".join(f"[s{slot}]" for slot in range(len(slots)))
     graph += f"concat=n={len(slots)}:v=1:a=0,fps={params.fps},split=3[video][t][h];[t]{THUMB_CHAIN};"
     graph += f"[h]{HASH_CHAIN}"
-    try:
-        partial.mkdir(parents=True)
+
+    def write() -> str | None:
         error = _encode(inputs, graph, f"{len(slots)}:{prepared.audio_stream}", partial, prepared, params)
         if error is None:
             for image, entry in zip(images, prepared.images, strict=True):
                 shutil.copyfile(image["path"], partial / entry["member"])
-            (partial / "facts.json").write_text(prepared.to_json())
-            shutil.rmtree(done, ignore_errors=True)
-            os.replace(partial, done)
-            return prepared
-    except OSError as failure:
-        if failure.errno not in FULL_DISK:
-            raise
-        error = "disk_full: no space left on device"
-    shutil.rmtree(partial, ignore_errors=True)
-    return Prepared(video_id, error=error)
+        return error
+
+    return _prepare_into(partial, done, prepared, write)

@@ -59,7 +59,9 @@ def ranking_keys(sim: np.ndarray, relevant: np.ndarray, removed: np.ndarray) -> 
 
     Built in place: a block's keys cost 8 bytes an entry and their temporaries 8 more.
     """
-    bits = (sim + np.float32(0.0)).view(np.uint32)  # + 0.0 turns −0.0 into 0.0, which ranks the same
+    # float32 whatever the features' dtype (a float64 view would give two words an entry); + 0.0 turns
+    # −0.0 into 0.0, which ranks the same.
+    bits = (sim.astype(np.float32, copy=False) + np.float32(0.0)).view(np.uint32)
     # Float bits → unsigned integers in the same order (flip all bits of a negative, the sign of a
     # positive), then complemented so that high similarity sorts first.
     flip = bits >> np.uint32(31)
