@@ -453,3 +453,12 @@ def test_a_full_disk_under_db_is_one_line_and_a_rerun_completes(tmp_path: Path, 
     filler.unlink()
     tkds("import", "--db", db, *files, check=True)  # space freed: the same command completes
     assert rows(db, "SELECT count(*) FROM videos") == [(60,)]
+
+
+def test_emoji_codes_in_names_are_printed_as_written(tmp_path: Path) -> None:
+    """Rich reads ":x:" as an emoji code: a file name or a table's column must reach the user unchanged."""
+    table = tmp_path / "export:thumbs_up:.csv"
+    table.write_text("root:x:0,other\n1,2\n")
+    result = tkds("import", "--db", tmp_path / "tk.duckdb", "--table", table)
+    out = " ".join(output(result).split())
+    assert f"skipped {table}" in out and "'root:x:0, other'" in out and "👍" not in out and "❌" not in out

@@ -329,17 +329,18 @@ def import_(
         "wall time", f"{summary.wall_s:.2f} s ({summary.files / max(summary.wall_s, 1e-9):.0f} files/s)"
     )
     console.print(table)
+    # One unwrapped line per file, so a path or a column name is never cut.
     for file, report in summary.reports.items():
-        if report.format:
-            held = [f"{n} {what}" for n, what in ((report.videos, "videos"), (report.authors, "authors"),
-                                                   (report.comments, "comments")) if n]  # fmt: skip
+        held = [f"{n} {what}" for n, what in ((report.videos, "videos"), (report.authors, "authors"),
+                                               (report.comments, "comments")) if n]  # fmt: skip
+        if report.format and (held or file not in summary.failures):
             notes = "; ".join([", ".join(held) or "nothing", *report.notes])
-            console.print(f"{escape(file)}: {escape(report.title)}: {escape(notes)}")
+            console.print(f"{escape(file)}: {escape(report.title)}: {escape(notes)}", soft_wrap=True)
     for file, reason in summary.failures.items():
-        console.print(f"[yellow]skipped[/] {escape(file)}: {escape(reason)}")
+        console.print(f"[yellow]skipped[/] {escape(file)}: {escape(reason)}", soft_wrap=True)
     for file, refusal in summary.refusals.items():
         if file not in summary.failures:
-            console.print(f"[yellow]refused[/] in {escape(file)}: {escape(refusal)}")
+            console.print(f"[yellow]refused[/] in {escape(file)}: {escape(refusal)}", soft_wrap=True)
     _print_warnings(summary.warnings)
     if summary.files and not summary.imported:
         raise TkdsError(f"none of the {summary.files} files could be imported; see the reasons above")

@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=True)
+console = Console(stderr=True, emoji=False)  # ":x:" in a file name or a column stays text
 
 
 @contextmanager
