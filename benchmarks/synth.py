@@ -6,7 +6,11 @@ Both are measured in this run, on this machine, with the same worker count:
 Prints videos/s, the share of worker time spent in the H.264/AAC encode, and total / encode-only
 (aim: at most 2.0).
 
+With `--plan N`, instead: `plan_corpus` (every item decided, before any pixel) for N and N/10 posts, and
+the ratio of their videos/s (aim: at least 0.8, i.e. linear; the thesis's 290,000 is the target size).
+
     python benchmarks/synth.py [--videos 40] [--workers 2] [--seconds 6]
+    python benchmarks/synth.py --plan 290000
 """
 
 from __future__ import annotations
@@ -41,6 +45,20 @@ def _encode_only(task: tuple[Path, Path, VideoJob]) -> None:
     encode_mp4(frames, audio, job.sample_rate, job.visual.fps, job.mp4.with_suffix(".encode-only.mp4"))
 
 
+def plan_rates(videos: int) -> None:
+    """Posts planned per second at `videos` and at a tenth of it: 1.0 is linear."""
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (max(1, videos // 10), videos):
+            started = time.perf_counter()
+            plan_corpus(SynthConfig(videos=n), Path(tmp))
+            rates[n] = n / (time.perf_counter() - started)
+            print(f"plan {n:>9,} posts: {n / rates[n]:7.2f} s = {rates[n]:,.0f} posts/s")
+    ratio = rates[videos] / rates[max(1, videos // 10)]
+    verdict = "met" if ratio >= 0.8 else "NOT met"
+    print(f"posts/s at {videos:,} / at a tenth: {ratio:.2f} (aim >= 0.8: {verdict})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -48,7 +66,11 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=40)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--plan", type=int, default=None, help="time plan_corpus at N and N/10 posts")
     args = parser.parse_args()
+    if args.plan:
+        plan_rates(args.plan)
+        return
     size, seconds = (144, 256), (args.seconds, args.seconds)
 
     with tempfile.TemporaryDirectory() as tmp:

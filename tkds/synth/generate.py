@@ -212,6 +212,7 @@ def plan_corpus(config: SynthConfig, out: Path) -> CorpusPlan:
 
     ids, sounds, captions, tags, counts, jobs = [], [], [], [], [], []
     used_ids: set[str] = set()
+    original_weight = min(s.weight for s in world.sounds)  # once: the catalogue grows with the corpus
     for i in range(config.videos):
         category = world.categories[draws.category[i]]
         author = world.authors[draws.author[i]]
@@ -228,7 +229,7 @@ def plan_corpus(config: SynthConfig, out: Path) -> CorpusPlan:
                 np.random.default_rng(_seed_int(config.seed, 8, i)),
                 config,
                 category.index,
-                min(s.weight for s in world.sounds),
+                original_weight,
                 original=True,
                 artist=author.unique_id,
                 created=created,
