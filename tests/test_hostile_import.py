@@ -462,3 +462,14 @@ def test_emoji_codes_in_names_are_printed_as_written(tmp_path: Path) -> None:
     result = tkds("import", "--db", tmp_path / "tk.duckdb", "--table", table)
     out = " ".join(output(result).split())
     assert f"skipped {table}" in out and "'root:x:0, other'" in out and "👍" not in out and "❌" not in out
+
+
+def test_a_fifo_or_a_folder_given_as_a_table_is_refused_never_read(tmp_path: Path) -> None:
+    """`--table` skips detection, not the check that the file is a regular one: a FIFO would block."""
+    fifo, folder = tmp_path / "fifo.csv", tmp_path / "folder.csv"
+    os.mkfifo(fifo)
+    folder.mkdir()
+    result = tkds("import", "--db", tmp_path / "tk.duckdb", "--table", fifo, "--table", folder)
+    out = output(result)
+    assert f"skipped {fifo}: not a regular file: a FIFO" in out
+    assert f"skipped {folder}: not a regular file: a directory" in out

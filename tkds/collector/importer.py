@@ -106,7 +106,7 @@ def _import_file(
     report = summary.reports[str(file)] = FileReport()
     stored = _Stored()
     try:
-        reader = formats.by_name(forced) if forced else formats.detect(file)
+        reader = formats.detect(file, forced)
         report.format, report.title = reader.name, reader.title
         # A capture was observed when it was saved: its file time is the snapshot time, unless the
         # export gives its own scrape time.

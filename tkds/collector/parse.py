@@ -522,16 +522,24 @@ def _parse_json(data: Any) -> Parsed:
     return parse_api(data)
 
 
-def _read_capture(path: Path) -> str:
-    """A regular file's text, at most MAX_CAPTURE_BYTES; a FIFO or a device is refused, never read."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, and is then refused
+def open_regular_file(path: Path) -> tuple[int, os.stat_result]:
+    """An open descriptor of a regular file, and its stat; a directory, FIFO or device is a
+    `CaptureError`, never read (opened non-blocking, a FIFO opens at once and is then refused)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     info = os.fstat(descriptor)
-    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_CAPTURE_BYTES:
+    if not stat.S_ISREG(info.st_mode):
         os.close(descriptor)
-        if stat.S_ISREG(info.st_mode):
-            raise CaptureError("too_big", f"over {MAX_CAPTURE_BYTES // 2**20} MB")
         kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO, socket or device"
         raise CaptureError("not_a_file", kind)
+    return descriptor, info
+
+
+def _read_capture(path: Path) -> str:
+    """A regular file's text, at most MAX_CAPTURE_BYTES; a FIFO or a device is refused, never read."""
+    descriptor, info = open_regular_file(path)
+    if info.st_size > MAX_CAPTURE_BYTES:
+        os.close(descriptor)
+        raise CaptureError("too_big", f"over {MAX_CAPTURE_BYTES // 2**20} MB")
     with os.fdopen(descriptor, "rb") as file:
         data = file.read(MAX_CAPTURE_BYTES + 1)
     if len(data) > MAX_CAPTURE_BYTES:  # it grew since fstat

@@ -9,12 +9,11 @@ last. A file no format can read is a `CaptureError` naming the formats tried.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tkds.collector.parse import CaptureError
+from tkds.collector.parse import CaptureError, open_regular_file
 from tkds.collector.records import Parsed
 
 HEAD_BYTES = 64 * 1024  # what a sniffer sees of a file
@@ -60,7 +59,8 @@ class Format:
     check: Callable[[ImportOptions], None] | None = None  # refuses bad options before any file is read
 
 
-def _registry() -> list[Format]:
+def formats() -> list[Format]:
+    """Every format, in the order they are tried."""
     from tkds.collector.formats import (
         apify,
         apify_csv,
@@ -77,11 +77,6 @@ def _registry() -> list[Format]:
     return [*exports, web.FORMAT, *tables]
 
 
-def formats() -> list[Format]:
-    """Every format, in the order they are tried."""
-    return _registry()
-
-
 def by_name(name: str) -> Format:
     for candidate in formats():
         if candidate.name == name:
@@ -91,12 +86,8 @@ def by_name(name: str) -> Format:
 
 def sample(path: Path) -> Sample:
     """A regular file's head; a directory, FIFO or device is a `CaptureError`, never read."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, and is then refused
+    descriptor, info = open_regular_file(path)
     try:
-        info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO, socket or device"
-            raise CaptureError("not_a_file", kind)
         head = os.read(descriptor, HEAD_BYTES)
     finally:
         os.close(descriptor)
@@ -104,11 +95,14 @@ def sample(path: Path) -> Sample:
     return Sample(path, head, text, info.st_size > len(head))
 
 
-def detect(path: Path) -> Format:
-    """The first format that claims the file; none is a `CaptureError` naming those tried."""
+def detect(path: Path, forced: str | None = None) -> Format:
+    """The format named `forced`, else the first that claims the file; none is a `CaptureError` naming
+    those tried. Either way the file must be a regular file that is not empty (a FIFO is never read)."""
     head = sample(path)
     if not head.head.strip():
         raise CaptureError("empty")
+    if forced is not None:
+        return by_name(forced)
     for candidate in formats():
         if candidate.sniff(head):
             return candidate
