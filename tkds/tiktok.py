@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from urllib.parse import urlsplit
 
 WEB_HOST = "www.tiktok.com"
 VIDEO_CDN_HOST = "v16-webapp-prime.tiktok.com"
@@ -29,6 +30,13 @@ STATUS_PRIVATE_ACCOUNT = 10222
 def is_tiktok_host(host: str) -> bool:
     host = host.lower().rstrip(".")
     return any(host == domain or host.endswith("." + domain) for domain in TIKTOK_DOMAINS)
+
+
+def is_tiktok_url(url: object) -> bool:
+    """Whether `url` is an https URL on a TikTok host: the only media URLs the collector fetches."""
+    return (
+        isinstance(url, str) and url.startswith("https://") and is_tiktok_host(urlsplit(url).hostname or "")
+    )
 
 
 def rounded_count(value: int) -> int:

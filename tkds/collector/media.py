@@ -41,7 +41,7 @@ from tkds.collector.outcome import RequestCount
 from tkds.collector.parse import CaptureError, parse_page
 from tkds.collector.politeness import RateLimiter, backoff_s
 from tkds.files import file_sha256
-from tkds.tiktok import VIDEO_CDN_HOST, WEB_HOST, is_tiktok_host, video_page_url
+from tkds.tiktok import VIDEO_CDN_HOST, WEB_HOST, is_tiktok_url, video_page_url
 
 PARTIAL_DIR = ".partial"
 REFERER = "https://www.tiktok.com/"  # TikTok's CDN refuses media requests without it
@@ -419,13 +419,7 @@ def _tiktok_urls(value: object) -> list[str]:
     if isinstance(value, dict):
         value = value.get("urlList")
     urls = value if isinstance(value, list) else [value]
-    return [
-        url
-        for url in urls
-        if isinstance(url, str)
-        and url.startswith("https://")
-        and is_tiktok_host(urlsplit(url).hostname or "")
-    ]
+    return [url for url in urls if is_tiktok_url(url)]
 
 
 def photo_urls(images: object, play_url: object, stored: list[str] = ()) -> PhotoUrls:
@@ -488,8 +482,7 @@ def _fetch_alternates(client: httpx.Client, urls: list[str], path: Path, limiter
     Transient failures are retried with backoff; a refused URL (4xx) moves on to the next alternate."""
     reason = "download_error"
     for url in urls:
-        host = urlsplit(url).hostname or ""
-        if not url.startswith("https://") or not is_tiktok_host(host):
+        if not is_tiktok_url(url):
             reason = "bad_url: not an https URL on a TikTok host"
             continue
         try:

@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import duckdb
 
@@ -31,7 +30,7 @@ from tkds import ids
 from tkds.collector.records import Parsed, Refusal, storable
 from tkds.collector.values import utc_datetime
 from tkds.errors import TkdsError
-from tkds.tiktok import is_tiktok_host
+from tkds.tiktok import is_tiktok_url
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS videos (
@@ -588,11 +587,7 @@ class Store:
                WHERE list_contains(?, id) AND json_type(raw, '$.video.playAddr') = 'VARCHAR'""",
             [video_ids],
         ).fetchall()
-        return {
-            video_id: url
-            for video_id, url in rows
-            if url.startswith("https://") and is_tiktok_host(urlsplit(url).hostname or "")
-        }
+        return {video_id: url for video_id, url in rows if is_tiktok_url(url)}
 
     def known_videos(self) -> list[tuple[str, str]]:
         return self.db.execute(
