@@ -204,7 +204,7 @@ def _fingerprint(candidates: list[Candidate], params: ShardParams) -> str:
     settings = {"format_version": FORMAT_VERSION, "recipe": recipes, "params": asdict(params)}
     digest.update(json.dumps(settings, default=str, sort_keys=True).encode())
     for video in candidates:
-        computed = bool(params.size) or video.kind == "photo"
+        computed = _encoded(video, params.size)
         facts = vars(video) | {
             "media": {k: v for k, v in video.media.items() if k != "frame_hash" or not computed}
         }
@@ -302,7 +302,7 @@ def _prepare_all(
         if video.sha256 in seen:
             continue
         seen.add(video.sha256)
-        encoded = bool(params.size) or video.kind == "photo"  # a slideshow is encoded even at --size 0
+        encoded = _encoded(video, params.size)
         earlier = load_prepared(work, video.id, video.sha256, transcode, video.kind) if encoded else None
         if earlier:
             prepared[video.id] = earlier
@@ -332,6 +332,12 @@ def _prepare_all(
     summary.prepare_s = time.perf_counter() - started
     summary.prepared = len(prepared)
     return prepared
+
+
+def _encoded(video: Candidate, size: int) -> bool:
+    """Whether the build encodes this post (and computes its frame hashes): every post at a size, and a
+    photo post's slideshow even at --size 0."""
+    return bool(size) or video.kind == "photo"
 
 
 def _missing_media(video: Candidate) -> str | None:
