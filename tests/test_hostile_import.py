@@ -266,8 +266,8 @@ def test_files_that_are_not_captures_are_skipped_with_their_reason(tmp_path: Pat
     long_number = tmp_path / "number.json"
     long_number.write_text("[" + "9" * 5000 + "]")
     oversized = tmp_path / "oversized.json"
-    oversized.write_text("[")
-    os.truncate(oversized, 300 * 2**20)  # sparse: refused by its size, never read whole
+    oversized.write_text("[" + " " * 2**16)  # a JSON head, so the web format takes it
+    os.truncate(oversized, 300 * 2**20)  # sparse past the head: refused by its size, never read whole
     huge_string = tmp_path / "string.json"
     huge_string.write_text(json.dumps("x" * 20_000_000))
     odd_values = write(
@@ -473,3 +473,15 @@ def test_a_fifo_or_a_folder_given_as_a_table_is_refused_never_read(tmp_path: Pat
     out = output(result)
     assert f"skipped {fifo}: not a regular file: a FIFO" in out
     assert f"skipped {folder}: not a regular file: a directory" in out
+
+
+def test_binary_data_is_never_taken_for_a_page_or_a_table(tmp_path: Path) -> None:
+    """Random bytes holding "<a " (the HTML sniff) or a CSV-like first line match no format, whatever
+    else is in them: detection must not depend on the luck of the draw."""
+    crafted = tmp_path / "blob.bin"
+    crafted.write_bytes(os.urandom(1000) + b"<a href>" + os.urandom(1000) + b"\0")
+    table_like = tmp_path / "blob.csv"
+    table_like.write_bytes(b"video_id,likes\n" + os.urandom(2000) + b"\0")
+    for blob in (crafted, table_like):
+        with pytest.raises(CaptureError, match="matches no known import format"):
+            formats.detect(blob)

@@ -29,6 +29,12 @@ class Sample:
     text: str
     truncated: bool  # the file is longer than the head
 
+    @property
+    def is_text(self) -> bool:
+        """No NUL byte in the head: text (pages, JSON, CSV) never has one, and random or binary data of
+        that size almost surely does, so a stray "<a " in it is not taken for HTML."""
+        return b"\0" not in self.head
+
 
 @dataclass(frozen=True)
 class ImportOptions:

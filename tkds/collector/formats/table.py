@@ -152,7 +152,11 @@ def _delimiter(text: str) -> tuple[str, list[str]] | None:
 def header_of(head: Sample) -> list[str] | None:
     """A CSV or TSV head's column names, or None: what the tool formats sniff by. A header line is
     short and holds no markup or JSON, which tells a table from a page fragment with an id in it."""
-    if head.head.startswith(PARQUET_MAGIC) or head.text.lstrip()[:1] in ("{", "[", "<", ""):
+    if (
+        head.head.startswith(PARQUET_MAGIC)
+        or not head.is_text
+        or head.text.lstrip()[:1] in ("{", "[", "<", "")
+    ):
         return None
     first_line = head.text.lstrip("\ufeff").split("\n", 1)[0]
     if len(first_line) > MAX_HEADER or any(mark in first_line for mark in "<>{}"):

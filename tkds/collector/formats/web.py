@@ -23,6 +23,8 @@ SHAPES = {
 def sniff(sample: Sample) -> bool:
     """Any HTML (a saved page, or part of one), and any JSON the formats before this one left: a JSON
     fault (too deep, malformed) is then named as such, and JSON of no known shape as no known format."""
+    if not sample.is_text:
+        return False
     if sample.text.lstrip()[:1] in ("<", "{", "["):
         return True
     from tkds.collector.formats import table  # a table whose captions hold a tag is still a table
