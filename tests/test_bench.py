@@ -96,7 +96,7 @@ def test_tiny_demo_runs_every_stage_and_writes_the_three_leaderboard_files(tmp_p
     }
     page = (run / "leaderboard.html").read_text()
     assert page.count("data:image/png;base64,") == 3
-    assert (run / "leaderboard.md").read_text().count("\n## ") == len(TASKS)
+    assert (run / "leaderboard.md").read_text().count("\n## ") == len(TASKS) + 1  # and the recipes
     assert "Stages: synth" in " ".join(result.stderr.split())
     with duckdb.connect(str(out / "tk.duckdb"), read_only=True) as db:
         assert db.execute("SELECT count(*) FROM media WHERE status = 'ok'").fetchone()[0] == 96

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from tkds.benchmarks.run import bench
 from tkds.serve.app import create_app
+from tkds.serve.page import too_large_text
 from tkds.serve.predictor import Predictor
 from tkds.twin import serve as serve_twin
 
@@ -122,12 +124,13 @@ def test_api_gives_every_field(base_url: str, small_corpus: Path) -> None:
     scores = [tag["score"] for tag in body["hashtags"]]
     assert len(scores) == 5 and scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
     assert [t["in_caption"] for t in body["hashtags"]] == [t["tag"] == "fitness" for t in body["hashtags"]]
-    assert len({s["id"] for s in body["similar"]}) == 10
+    similar = {s["id"] for s in body["similar"]}
+    assert len(similar) == 10 and video.stem not in similar  # the upload is in the corpus: not its own match
     thumbnail = httpx.get(base_url + body["similar"][0]["thumbnail"])
     assert thumbnail.headers["content-type"] == "image/jpeg" and thumbnail.content.startswith(b"\xff\xd8")
     assert 0 <= body["originality"] <= 100 and body["cohort"] and "ρ" in body["finding"]
     assert set(body["timings"]) == {"decode_ms", "embed_ms", "predict_ms"}
-    assert body["notes"] == []
+    assert body["notes"] == [f"The corpus holds this video ({video.stem}); similar videos leave it out."]
     schema = httpx.get(f"{base_url}/openapi.json").json()
     assert set(schema["paths"]["/api/predict"]["post"]["responses"]) >= {"200", "400", "413", "415", "422"}
 
@@ -148,10 +151,41 @@ def test_video_without_audio_is_predicted_with_a_note(
     assert any("No follower count given" in note for note in notes) and response.json()["followers_assumed"]
 
 
+def sound_with_cover() -> bytes:
+    """An m4a with cover art: its picture is a one-frame video stream that no decoder plays as a video."""
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    with tempfile.TemporaryDirectory() as folder:
+        song = Path(folder) / "song.m4a"
+        subprocess.run(
+            [ffmpeg, "-v", "error", "-f", "lavfi", "-i", "sine=d=2", "-f", "lavfi", "-i", "color=red:s=64x64",
+             "-map", "0", "-map", "1", "-frames:v", "1", "-c:a", "aac", "-c:v", "mjpeg",
+             "-disposition:v:0", "attached_pic", str(song)],
+            check=True,
+        )  # fmt: skip
+        return song.read_bytes()
+
+
 # name → (form files from a whole SynthTok mp4, form fields, status, what the message says)
 BAD_INPUTS = {
     "text file": (lambda mp4: {"file": ("notes.txt", b"not a video\n" * 50)}, {}, 415, "is not a video file"),
-    "truncated mp4": (lambda mp4: {"file": ("cut.mp4", mp4[: len(mp4) // 2])}, {}, 422, "cannot be decoded"),
+    "truncated mp4": (
+        lambda mp4: {"file": ("cut.mp4", mp4[: len(mp4) // 2])},
+        {},
+        422,
+        "cut.mp4 is cut short",
+    ),
+    "sound only": (
+        lambda mp4: {"file": ("song.m4a", sound_with_cover())},
+        {},
+        422,
+        "song.m4a has no video stream",
+    ),
+    "file and URL": (
+        lambda mp4: {"file": ("a.mp4", mp4)},
+        {"url": "https://www.tiktok.com/@a/video/1"},
+        400,
+        "not both",
+    ),
     "empty file": (lambda mp4: {"file": ("empty.mp4", b"")}, {}, 400, "empty.mp4 is empty"),
     "nothing": (lambda mp4: None, {"followers": "3"}, 400, "no video given"),
     "bad followers": (lambda mp4: {"file": ("a.mp4", mp4)}, {"followers": "many"}, 422, "followers"),
@@ -179,7 +213,7 @@ def test_uploads_over_the_limit_are_refused_before_being_read(predictor: Predict
     two_megabytes = {"file": ("big.mp4", b"\0" * 2 * 2**20, "video/mp4")}
     with running(create_app(predictor, max_upload_mb=1)) as url:
         api = httpx.post(f"{url}/api/predict", files=two_megabytes)
-        assert api.status_code == 413 and "at most 1 MB" in api.json()["error"]
+        assert api.status_code == 413 and "is 2.0 MB; this server takes at most 1 MB" in api.json()["error"]
         page = httpx.post(url, files=two_megabytes)
         assert page.status_code == 413 and "at most 1 MB" in page.text and "<form" in page.text
 
@@ -230,3 +264,22 @@ def test_serve_refuses_a_run_without_its_artefacts_and_names_them(run_dir: Path,
     assert result.stderr.startswith("tkds: error: ") and len(result.stderr.splitlines()) == 1
     cell = broken / "random" / "seed0"
     assert str(cell / "checkpoint.pt") in result.stderr and str(cell / "embeddings.parquet") in result.stderr
+
+
+def test_size_messages_never_read_as_the_limit_itself() -> None:
+    assert too_large_text(2**20 + 1, 1).startswith("The upload is over 1 MB; this server takes at most 1 MB")
+    assert too_large_text(int(1.26 * 2**20), 1).startswith("The upload is 1.3 MB;")
+    assert too_large_text(None, 200).startswith("The upload is too large;")
+
+
+def test_inputs_outside_the_corpus_get_a_note(base_url: str, small_corpus: Path) -> None:
+    video = a_video(small_corpus)
+    response = httpx.post(
+        f"{base_url}/api/predict",
+        files={"file": (video.name, video.read_bytes(), "video/mp4")},
+        data={"followers": str(10**10)},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    notes = response.json()["notes"]
+    assert any(note.startswith("10,000,000,000 followers is outside the corpus's") for note in notes), notes

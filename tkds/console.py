@@ -21,7 +21,7 @@ console = Console(stderr=True, emoji=False)  # ":x:" in a file name or a column 
 
 @contextmanager
 def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Progress]:
-    """A rich progress bar with one task, id 0; `advance(0)` moves it."""
+    """A rich progress bar with one task, id 0; `advance(0)` moves it. Nothing to do shows no bar."""
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -30,7 +30,7 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
-        disable=not enabled,
+        disable=not enabled or total == 0,
         transient=False,
     )
     with progress:

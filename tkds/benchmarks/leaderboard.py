@@ -1,12 +1,8 @@
-"""The leaderboard: every method × features row with each metric as mean ± std over seeds, in JSON,
-Markdown and a self-contained HTML page with figures (bars with error bars, an embedding map coloured by
-label, and originality against likes)."""
+"""The leaderboard: every method × features row with each metric as mean ± std over seeds, in JSON and
+Markdown; the HTML page with figures and a glossary is page.py's."""
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 from pathlib import Path
 
@@ -14,8 +10,8 @@ import numpy as np
 import polars as pl
 
 import tkds
-from tkds.benchmarks.features import embedding, in_split
-from tkds.benchmarks.metrics import demean_within, r2
+from tkds.benchmarks.features import in_split
+from tkds.benchmarks.metrics import r2
 from tkds.benchmarks.tasks import TASKS
 from tkds.benchmarks.tasks.likes import time_forward_split
 
@@ -123,82 +119,86 @@ def bayes_row(manifest: dict, metadata: pl.DataFrame) -> dict | None:
             "metrics": {"likes": likes}, "skipped": {}, "failed": {}}  # fmt: skip
 
 
-def _cell(value: dict | None) -> str:
+REFERENCE_INPUTS = {
+    "metadata-only": "author counts and video age",
+    "sound-id": "one-hot of the sound id",
+    "bayes-optimal": "true factors",
+}
+
+
+def row_label(row: dict) -> str:
+    """A row's name for people: reference rows say what they read, not the embedding they stand in for."""
+    inputs = REFERENCE_INPUTS.get(row["method"])
+    return f"{row['method']} (reference: {inputs})" if inputs else f"{row['method']} ({row['features']})"
+
+
+def cell_text(value: dict | None) -> str:
     if not value or value.get("mean") is None:
         return "–"
     return f"{value['mean']:.3f} ± {value['std']:.3f}" if value["n"] > 1 else f"{value['mean']:.3f}"
 
 
+def task_metric_names(rows: list[dict], task: str) -> list[str]:
+    names: list[str] = []
+    for row in rows:
+        names += [n for n in row["metrics"].get(task, {}) if n not in names]
+    return names
+
+
+def task_note(row: dict, task: str) -> str | None:
+    """Why a row has no numbers for `task` (skipped or failed), or None when it has them."""
+    if task in row.get("skipped", {}):
+        return f"skipped: {row['skipped'][task]}"
+    if not row["metrics"].get(task) and row.get("failed"):
+        return "failed: " + "; ".join(f"seed {s}: {r}" for s, r in row["failed"].items())
+    return None
+
+
 def _task_tables(rows: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
     tables = []
     for task in TASKS:
-        names: list[str] = []
-        for row in rows:
-            names += [n for n in row["metrics"].get(task, {}) if n not in names]
+        names = task_metric_names(rows, task)
         body = []
         for row in rows:
-            label = f"{row['method']} ({row['features']})"
-            if task in row.get("skipped", {}):
-                body.append([label, f"skipped: {row['skipped'][task]}", *[""] * (len(names) - 1)])
-            elif row["metrics"].get(task) or not row.get("failed"):
-                body.append([label, *[_cell(row["metrics"].get(task, {}).get(n)) for n in names]])
-            else:
-                body.append(
-                    [label, "failed: " + "; ".join(f"seed {s}: {r}" for s, r in row["failed"].items())]
-                )
+            note = task_note(row, task)
+            cells = [note] if note else [cell_text(row["metrics"].get(task, {}).get(n)) for n in names]
+            body.append([row_label(row), *cells])
         tables.append((task, names, body))
     return tables
 
 
-def _summary_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    header = ["method", "features", "backbone", "frames×size", "audio s", "batch", "epochs", "seeds",
-              "device", "wall s", *[f"{t}: {m}" for t, m in HEADLINE.items()], "config", "tkds"]  # fmt: skip
-    body = []
-    for row in rows:
-        text = [row.get(key) for key in ("backbone", "frames_size", "audio_seconds", "batch", "epochs")]
-        body.append([
-            row["method"], row["features"], *["-" if v is None else str(v) for v in text],
-            str(row["seeds"]), str(row.get("device") or "-"), f"{row.get('wall_s', 0):.0f}",
-            *[_cell(row["metrics"].get(t, {}).get(m)) for t, m in HEADLINE.items()],
-            str(row.get("config_hash") or "-"), str(row.get("tkds_version") or "-"),
-        ])  # fmt: skip
+def summary_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    header = ["row", *[f"{t}: {m}" for t, m in HEADLINE.items()]]
+    body = [
+        [row_label(row), *[cell_text(row["metrics"].get(t, {}).get(m)) for t, m in HEADLINE.items()]]
+        for row in rows
+    ]
     return header, body
+
+
+RECIPE = (("backbone", "backbone"), ("frames×size", "frames_size"), ("audio s", "audio_seconds"),
+          ("batch", "batch"), ("epochs", "epochs"), ("preset", "preset"), ("seeds", "seeds"),
+          ("device", "device"), ("wall s", "wall_s"), ("config", "config_hash"),
+          ("tkds", "tkds_version"))  # fmt: skip
+
+
+def recipe_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The recipe of every learned row: backbone, input, batch, epochs, preset, seeds, device, time."""
+    learned = [row for row in rows if row.get("config_hash") not in (None, "-")]
+
+    def shown(row: dict, key: str) -> str:
+        value = row.get(key)
+        return "-" if value is None else f"{value:.0f}" if key == "wall_s" else str(value)
+
+    return ["row", *(name for name, _ in RECIPE)], [
+        [row_label(row), *(shown(row, key) for _, key in RECIPE)] for row in learned
+    ]
 
 
 def _markdown(header: list[str], body: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells + [""] * (len(header) - len(cells))) + " |" for cells in body]
     return "\n".join(lines)
-
-
-def _html_table(header: list[str], body: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in body)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-
-
-def _png(figure) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(figure)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _bars(rows: list[dict]) -> str:
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, len(HEADLINE), figsize=(4 * len(HEADLINE), 3.6))
-    for axis, (task, metric) in zip(axes, HEADLINE.items(), strict=True):
-        shown = [(f"{r['method']}\n{r['features']}", r["metrics"].get(task, {}).get(metric)) for r in rows]
-        shown = [(label, v) for label, v in shown if v and v.get("mean") is not None]
-        axis.bar(range(len(shown)), [v["mean"] for _, v in shown], yerr=[v["std"] for _, v in shown],
-                 capsize=3, color="#4c72b0")  # fmt: skip
-        axis.set_xticks(range(len(shown)), [label for label, _ in shown], rotation=60, fontsize=7, ha="right")
-        axis.set_title(f"{task}: {metric}", fontsize=9)
-    figure.tight_layout()
-    return _png(figure)
 
 
 def best_learned(rows: list[dict]) -> dict | None:
@@ -210,45 +210,11 @@ def best_learned(rows: list[dict]) -> dict | None:
     return max(learned, key=lambda r: r["metrics"]["classification"][key]["mean"] or 0, default=None)
 
 
-def _embedding_figures(out: Path, best: dict) -> tuple[str, str]:
-    import matplotlib.pyplot as plt
-    from sklearn.decomposition import PCA
-
-    from tkds.benchmarks.tasks.originality import detector_scores
-
-    table = pl.read_parquet(out / best["method"] / "seed0" / "embeddings.parquet")
-    x = embedding(table, best["features"])
-    points = PCA(n_components=2, random_state=0).fit_transform(x)
-    labels = table["label"].fill_null("unlabelled").to_numpy()
-    figure, axis = plt.subplots(figsize=(5.5, 4.5))
-    for value in sorted(set(labels)):
-        chosen = labels == value
-        axis.scatter(points[chosen, 0], points[chosen, 1], s=9, label=value)
-    axis.legend(fontsize=7, markerscale=1.5, loc="best")
-    axis.set_title(f"{best['method']} ({best['features']}): PCA of the embeddings, by label", fontsize=9)
-    embedding_map = _png(figure)
-
-    score = detector_scores(x, seed=0)["iforest"]
-    likes = table["likes"].to_numpy().astype(float)
-    authors = table["author_id"].fill_null("").to_numpy()
-    known = np.isfinite(likes)
-    figure, axis = plt.subplots(figsize=(5.5, 4.5))
-    residual = demean_within(np.log1p(likes[known]), authors[known])
-    axis.scatter(score[known], residual, s=8, alpha=0.6)
-    order = np.argsort(score[known])
-    bins = np.array_split(order, 10)
-    axis.plot([score[known][b].mean() for b in bins], [residual[b].mean() for b in bins], color="#c44e52",
-              marker="o", label="decile means")  # fmt: skip
-    axis.set_xlabel("originality (IsolationForest score)")
-    axis.set_ylabel("log(1+likes), demeaned within author")
-    axis.legend(fontsize=8)
-    axis.set_title("Originality against likes", fontsize=9)
-    return embedding_map, _png(figure)
-
-
 def write_leaderboard(out: Path, shards: Path, manifest: dict, methods: tuple[str, ...], seeds: int,
                       metadata: pl.DataFrame) -> list[dict]:  # fmt: skip
     """Write leaderboard.json, .md and .html into `out`; returns the rows."""
+    from tkds.benchmarks.page import write_page
+
     rows = aggregate_rows(out, methods, seeds)
     ceiling = bayes_row(manifest, metadata)
     if ceiling:
@@ -257,33 +223,14 @@ def write_leaderboard(out: Path, shards: Path, manifest: dict, methods: tuple[st
                "split": manifest.get("split"), "label_column": manifest.get("label_column"),
                "videos": metadata.height}  # fmt: skip
     (out / "leaderboard.json").write_text(json.dumps({"dataset": dataset, "rows": rows}, indent=1))
-    header, body = _summary_table(rows)
-    tables = _task_tables(rows)
-    markdown = [f"# Leaderboard\n\nShards: `{dataset['shards']}` ({metadata.height} videos, label column "
-                f"`{dataset['label_column']}`, split by {(dataset['split'] or {}).get('method')}). "
-                "Metrics are mean ± std over seeds.\n", _markdown(header, body)]  # fmt: skip
-    for task, names, task_body in tables:
+    split_method = (dataset["split"] or {}).get("method")
+    markdown = [f"# Leaderboard\n\nShards `{shards.name}` ({metadata.height} videos, label column "
+                f"`{dataset['label_column']}`, split by {split_method}). Metrics are mean ± std over "
+                f"{seeds} seeds; the glossary, chance levels and figures are in leaderboard.html.\n",
+                _markdown(*summary_table(rows))]  # fmt: skip
+    for task, names, task_body in _task_tables(rows):
         markdown += [f"\n## {task}\n", _markdown(["row", *names], task_body)]
+    markdown += ["\n## recipes\n", _markdown(*recipe_table(rows))]
     (out / "leaderboard.md").write_text("\n".join(markdown) + "\n")
-
-    figures = [("Headline metric per task (mean ± std over seeds)", _bars(rows))]
-    best = best_learned(rows)
-    if best and (out / best["method"] / "seed0" / "embeddings.parquet").exists():
-        embedding_map, originality = _embedding_figures(out, best)
-        figures += [("Embedding map", embedding_map), ("Originality against likes", originality)]
-    parts = [
-        f"<h2>{html.escape(title)}</h2><img src='{src}' alt='{html.escape(title)}'>" for title, src in figures
-    ]
-    parts.append("<h2>Summary</h2>" + _html_table(header, body))
-    for task, names, task_body in tables:
-        parts.append(f"<h2>{task}</h2>" + _html_table(["row", *names], task_body))
-    style = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
-             "table{border-collapse:collapse;font-size:12px;margin-bottom:1.5em}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-             "td:first-child{text-align:left}img{max-width:100%}")  # fmt: skip
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>tkds leaderboard</title>"
-            f"<style>{style}</style></head><body><h1>tkds leaderboard</h1>"
-            f"<p>{html.escape(dataset['shards'])}: {metadata.height} videos.</p>"
-            f"{''.join(parts)}</body></html>")  # fmt: skip
-    (out / "leaderboard.html").write_text(page)
+    write_page(out, shards.name, dataset, rows, seeds, metadata)
     return rows

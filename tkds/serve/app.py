@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import tkds
 from tkds.errors import TkdsError
 from tkds.serve.fetch import fetch_video
-from tkds.serve.page import render_page
+from tkds.serve.page import render_page, too_large_text
 from tkds.serve.predictor import MAX_CAPTION, MAX_FOLLOWERS, PredictError, Prediction, Predictor
 
 JSON_PATHS = ("/api/", "/thumbs/", "/healthz")
@@ -105,9 +105,7 @@ def create_app(
 
     def too_large(request: Request) -> Response:
         length = request.headers.get("content-length", "")
-        size = f"is {int(length) / 2**20:,.0f} MB" if length.isdigit() else "is too large"
-        limit = f"this server takes at most {max_upload_mb} MB (tkds serve --max-upload-mb)"
-        return refuse(request, f"The upload {size}; {limit}.", 413)
+        return refuse(request, too_large_text(int(length) if length.isdigit() else None, max_upload_mb), 413)
 
     app.add_middleware(UploadLimit, max_bytes=max_bytes, too_large=too_large)
 
@@ -126,6 +124,8 @@ def create_app(
     async def predict(
         file: UploadFile | None, url: str | None, followers: int | None, caption: str | None
     ) -> Prediction:
+        if file is not None and file.filename and url:
+            raise PredictError("give one video: an upload (file) or a TikTok URL (url), not both", 400)
         if file is not None and file.filename:
             video, name = await file.read(), file.filename
             if not video:

@@ -41,15 +41,25 @@ const limit = Number(form.dataset.limit), problem = document.getElementById("cli
 form.addEventListener("submit", (event) => {
   const file = form.elements.file.files[0];
   let message = "";
+  const megabytes = (file ? file.size : 0) / 2 ** 20, most = limit / 2 ** 20;
   if (file && file.size > limit)
-    message = `${file.name} is ${(file.size / 2 ** 20).toFixed(0)} MB; this server takes at most ` +
-      `${(limit / 2 ** 20).toFixed(0)} MB (tkds serve --max-upload-mb).`;
+    message = `${file.name} is ${megabytes.toFixed(1) > most ? megabytes.toFixed(1) : "over " + most} MB; ` +
+      `this server takes at most ${most} MB (tkds serve --max-upload-mb).`;
+  else if (file && form.elements.url.value) message = "Give one video: an upload or a TikTok URL, not both.";
   else if (!file && !form.elements.url.value) message = "Choose an mp4 to upload, or paste a TikTok URL.";
   if (message) { event.preventDefault(); problem.textContent = message; problem.hidden = false; return; }
   problem.hidden = true; button.disabled = true; button.textContent = "Predicting…";
 });
 window.addEventListener("pageshow", () => { button.disabled = false; button.textContent = "Predict"; });
 """
+
+
+def too_large_text(size: int | None, limit_mb: int) -> str:
+    """The 413 message: the upload's size (to 0.1 MB, "over" the limit when it rounds to it) and the limit."""
+    shown = "too large" if size is None else f"{size / 2**20:.1f} MB"
+    if size is not None and round(size / 2**20, 1) <= limit_mb:
+        shown = f"over {limit_mb} MB"
+    return f"The upload is {shown}; this server takes at most {limit_mb} MB (tkds serve --max-upload-mb)."
 
 
 def _number(value: int | None) -> str:
@@ -154,12 +164,13 @@ def render_page(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'><title>tkds serve</title>"
         f"<style>{STYLE}</style></head><body><header><h1>How will this video do?</h1>"
-        f"<p class='sub'>{escape(predictor.method)} from the run {escape(str(predictor.run))}, against "
+        f"<p class='sub'>{escape(predictor.method)} from the run {escape(predictor.run.name)}, against "
         f"{len(predictor.keys):,} videos. JSON API: <code>POST /api/predict</code>, described in "
         "<a href='/openapi.json'>/openapi.json</a>.</p></header><main>"
         f"<form id='predict' method='post' action='/' enctype='multipart/form-data' data-limit='{max_bytes}'>"
         f"{fields}</form><div class='error' role='alert' id='client-error' hidden></div>{error_box}"
         f"{_results(prediction) if prediction else ''}</main>"
-        "<footer>tkds serve · predictions from frozen self-supervised embeddings; captions are never an "
-        f"input.</footer><script>{SCRIPT}</script></body></html>"
+        "<footer>tkds serve · predictions from frozen self-supervised embeddings of the video, with your "
+        "follower count for likes; the caption only marks the suggested tags you already wrote."
+        f"</footer><script>{SCRIPT}</script></body></html>"
     )

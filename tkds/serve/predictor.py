@@ -22,6 +22,7 @@ what the file declares.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -41,6 +42,8 @@ from tkds.ids import preview
 
 TOP_TAGS = 5
 SIMILAR = 10
+UNREADABLE = "{name} is cut short or damaged: it cannot be read as a video; upload the whole file"
+SAME_VIDEO = 0.999  # cosine at which a corpus video is the upload itself (or a re-encode of it)
 COHORT_NEIGHBOURS = 20
 INTERVAL_PERCENTILES = (10, 50, 90)  # the interval's ends and the estimate
 MAX_FOLLOWERS = 10**10  # more than anyone has; past it the fit is pure extrapolation
@@ -80,10 +83,13 @@ class UploadLimits:
         """The video stream to decode from ffprobe's `facts`; PredictError (413, 422) naming the limit."""
         from tkds.collector.media import choose_streams, duration_of
 
+        # A cover picture (an audio file's artwork) is a one-frame "video" stream, not a video.
+        moving = [s for s in facts.get("streams", []) if not (s.get("disposition") or {}).get("attached_pic")]
+        facts = {**facts, "streams": moving}
         video, _ = choose_streams(facts)
         if video is None:
-            raise PredictError(f"{name} has no video stream; upload an mp4 with video", 422)
-        for stream in (s for s in facts.get("streams", []) if s.get("codec_type") == "video"):
+            raise PredictError(f"{name} has no video stream (sound only?); upload a video file", 422)
+        for stream in (s for s in moving if s.get("codec_type") == "video"):
             width, height = _whole(stream.get("width")), _whole(stream.get("height"))
             if not width or not height:
                 raise PredictError(f"{name}: a video stream declares no frame size; upload an mp4", 422)
@@ -170,6 +176,11 @@ class CorpusVideo:
     likes: int | None
     url: str | None
     thumbnail: tuple[Path, int, int] | None  # (tar, offset, size) of its jpg
+    duration_s: float | None = None
+    sha256: str | None = None  # of the collected file
+
+
+NO_VIDEO = CorpusVideo("", None, None, None)
 
 
 def choose_row(rows: list[dict], method: str | None) -> dict:
@@ -235,8 +246,19 @@ def read_corpus(shards: Path) -> dict[str, CorpusVideo]:
                 likes=(meta.get("stats") or {}).get("likes"),
                 url=meta.get("url"),
                 thumbnail=(shard.path, *jpg) if jpg else None,
+                duration_s=_number_or_none(meta.get("duration_s")),
+                sha256=(meta.get("source") or {}).get("sha256"),
             )
     return corpus
+
+
+def _number_or_none(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _span(values: list[float]) -> tuple[float, float] | None:
+    known = [v for v in values if v is not None and math.isfinite(v)]
+    return (min(known), max(known)) if known else None
 
 
 def _shard_side(shards: Path) -> int:
@@ -262,10 +284,8 @@ def probe_upload(video: bytes, name: str) -> dict:
             ) from None
         try:
             return probe(path)
-        except (ValueError, OSError) as error:
-            reason = str(error).rsplit(": ", 1)[-1].strip().rstrip(".")[:200]
-            message = f"{name} cannot be decoded as a video ({reason}); upload a whole mp4 file"
-            raise PredictError(message, 422) from None
+        except (ValueError, OSError):
+            raise PredictError(UNREADABLE.format(name=name), 422) from None
 
 
 def decoder_transforms(width: int, height: int, side: int) -> list:
@@ -341,6 +361,8 @@ class Predictor:
     corpus_scores: np.ndarray
     labels: np.ndarray
     finding: str
+    followers_span: tuple[float, float] | None = None  # the corpus's fewest and most followers
+    duration_span: tuple[float, float] | None = None  # its shortest and longest video, seconds
     decode_side: int = DECODE_SIDE  # the short side of decoded upload frames
     limits: UploadLimits = field(default_factory=UploadLimits)
     load_s: float = 0.0
@@ -405,6 +427,7 @@ class Predictor:
         forest = IsolationForest(n_estimators=TREES, random_state=0).fit(unit)
         shards = Path(board["dataset"]["shards"])
         model = load_method(cell / "checkpoint.pt")
+        corpus = read_corpus(shards)
         return cls(
             run=run,
             row=row,
@@ -412,7 +435,7 @@ class Predictor:
             model=model,
             keys=table["key"].to_list(),
             x=x,
-            corpus=read_corpus(shards),
+            corpus=corpus,
             likes_model=likes_model,
             residual_band=band,
             median_followers=int(table["followers"].median() or 0),
@@ -423,10 +446,47 @@ class Predictor:
             corpus_scores=-forest.score_samples(unit),
             labels=table["label"].to_numpy(),
             finding=finding_text(row),
+            followers_span=_span(followers.tolist()),
+            duration_span=_span([video.duration_s for video in corpus.values()]),
             decode_side=max(_shard_side(shards), model.preset.size),
             limits=limits or UploadLimits(),
             load_s=time.perf_counter() - started,
         )
+
+    def _similar(self, indices: np.ndarray, sims: np.ndarray, digest: str) -> tuple[list[Similar], list[str]]:
+        """The nearest corpus videos but the upload itself (the same file, or cosine >= SAME_VIDEO), and
+        the keys left out as the upload."""
+        itself = [
+            self.keys[i] for i, sim in zip(indices, sims, strict=True)
+            if sim >= SAME_VIDEO or self.corpus.get(self.keys[i], NO_VIDEO).sha256 == digest
+        ]  # fmt: skip
+        similar = []
+        for index, sim in zip(indices, sims, strict=True):
+            key = self.keys[index]
+            if key in itself or len(similar) == SIMILAR:
+                continue
+            info = self.corpus.get(key, NO_VIDEO)
+            thumbnail = f"/thumbs/{key}.jpg" if info.thumbnail else None
+            similar.append(Similar(key, info.caption, info.likes, info.url, thumbnail, round(float(sim), 3)))
+        return similar, itself
+
+    def _outside_corpus(self, followers: int, duration: float | None) -> list[str]:
+        """Notes for inputs outside what the read-outs were fitted on."""
+        notes = []
+        if self.followers_span and not self.followers_span[0] <= followers <= self.followers_span[1]:
+            low, high = self.followers_span
+            notes.append(
+                f"{followers:,} followers is outside the corpus's {low:,.0f} to {high:,.0f}: "
+                "the likes estimate extrapolates its fit, so read it with care."
+            )
+        if duration is not None and self.duration_span:
+            low, high = self.duration_span
+            if not low <= duration <= high:
+                notes.append(
+                    f"The video lasts {duration:,.1f} s, outside the corpus's {low:,.1f} to {high:,.1f} s: "
+                    "its predictions are less certain."
+                )
+        return notes
 
     def thumbnail(self, key: str) -> bytes | None:
         """The jpg of corpus video `key`, or None when it has none."""
@@ -438,9 +498,13 @@ class Predictor:
             file.seek(offset)
             return file.read(size)
 
-    def embed(self, video: bytes, name: str = "upload") -> tuple[np.ndarray, bool, dict[str, float]]:
-        """(the upload's embedding per the row's features, whether it has audio, decode/embed ms)."""
+    def embed(
+        self, video: bytes, name: str = "upload"
+    ) -> tuple[np.ndarray, bool, float | None, dict[str, float]]:
+        """(the upload's embedding per the row's features, whether it has audio, its duration in seconds,
+        decode/embed ms)."""
         from tkds.benchmarks.features import embedding
+        from tkds.collector.media import duration_of
         from tkds.dataset.loader import ClipSpec, collate, example_from_video
         from tkds.models.embed import embed_batches
 
@@ -450,21 +514,23 @@ class Predictor:
         spec = ClipSpec(preset.frames, preset.size, preset.audio_seconds, preset.sample_rate, preset.n_mels,
                         CLIPS, train=False)  # fmt: skip
         started = time.perf_counter()
-        stream = self.limits.check(probe_upload(video, name), name)
+        facts = probe_upload(video, name)
+        stream = self.limits.check(facts, name)
         width, height = stream["width"], stream["height"]
         full_size = spec.views * spec.frames * width * height * 3
         small = full_size <= MAX_DECODED_BYTES
         transforms = None if small else decoder_transforms(width, height, self.decode_side)
         try:
             example = example_from_video(video, spec, key=name, transforms=transforms)
-        except TkdsError as error:
-            raise PredictError(str(error), 422) from error
+        except TkdsError:
+            raise PredictError(UNREADABLE.format(name=name), 422) from None
         decoded = time.perf_counter()
         emb = embed_batches(self.model, [collate([example])], "cpu", source=name)
         embedded = time.perf_counter()
         row = pl.DataFrame({"video": [emb.video[0].tolist()], "audio": [emb.audio[0].tolist()]})
         timings = {"decode_ms": (decoded - started) * 1e3, "embed_ms": (embedded - decoded) * 1e3}
-        return embedding(row, self.row["features"]), bool(emb.has_audio[0]), timings
+        duration = duration_of(facts, stream)
+        return embedding(row, self.row["features"]), bool(emb.has_audio[0]), duration, timings
 
     def predict(
         self, video: bytes, followers: int | None = None, caption: str | None = None, name: str = "upload"
@@ -476,7 +542,7 @@ class Predictor:
 
         check_fields(followers, caption)
         with self._lock:
-            query, has_audio, timings = self.embed(video, name)
+            query, has_audio, duration, timings = self.embed(video, name)
             started = time.perf_counter()
             notes = []
             if not has_audio:
@@ -491,6 +557,7 @@ class Predictor:
                 notes.append("The test split has too few videos with likes for an interval.")
             if max(likes, *(interval or ())) >= MAX_LIKES:
                 notes.append(f"The fit is far outside its data here: likes are capped at {MAX_LIKES:,}.")
+            notes += self._outside_corpus(followers, duration)
 
             shares = knn_vote(query, self.train_x, self.train_tags, K_NEIGHBOURS)[0]
             shares = shares[:-1] / shares[-1]
@@ -501,17 +568,14 @@ class Predictor:
                 for i in order[:TOP_TAGS]
             ]
 
-            indices, sims = cosine_neighbours(query, self.x, max(SIMILAR, COHORT_NEIGHBOURS))
-            similar = []
-            for index, sim in zip(indices[0][:SIMILAR], sims[0][:SIMILAR], strict=True):
-                key = self.keys[index]
-                video_info = self.corpus.get(key, CorpusVideo("", None, None, None))
-                thumbnail = f"/thumbs/{key}.jpg" if video_info.thumbnail else None
-                similar.append(Similar(key, video_info.caption, video_info.likes, video_info.url, thumbnail,
-                                       round(float(sim), 3)))  # fmt: skip
+            indices, sims = cosine_neighbours(query, self.x, max(SIMILAR, COHORT_NEIGHBOURS) + 1)
+            similar, itself = self._similar(indices[0], sims[0], hashlib.sha256(video).hexdigest())
+            if itself:
+                shown = ", ".join(itself)
+                notes.append(f"The corpus holds this video ({shown}); similar videos leave it out.")
 
             score = float(-self.forest.score_samples(l2_normalise(query))[0])
-            near = [label for label in self.labels[indices[0]] if label is not None]
+            near = [label for label in self.labels[indices[0][:COHORT_NEIGHBOURS]] if label is not None]
             label = Counter(near).most_common(1)[0][0] if near else None
             members = self.labels == label if label is not None else np.zeros(len(self.labels), dtype=bool)
             if members.sum() >= MIN_COHORT:
