@@ -248,7 +248,9 @@ def test_the_url_input_fetches_through_the_collector_and_its_proxy(
     ):
         response = httpx.post(f"{url}/api/predict", data={"url": link}, timeout=120)
     assert response.status_code == 200, response.text
-    assert response.json()["similar"][0]["id"] == item["id"]  # the video itself, found in the corpus
+    body = response.json()  # the video itself, found in the corpus, is named and not listed as similar
+    assert f"The corpus holds this video ({item['id']})" in " ".join(body["notes"])
+    assert item["id"] not in {video["id"] for video in body["similar"]}
 
 
 def test_serve_refuses_a_run_without_its_artefacts_and_names_them(run_dir: Path, tmp_path: Path) -> None:
