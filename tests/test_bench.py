@@ -145,3 +145,19 @@ def test_a_failing_method_is_reported_and_the_rest_goes_on(
     assert rows["random", "video"]["metrics"]["retrieval"]
     assert set(rows["random", "audio-visual"]["skipped"]) == set(TASKS)
     assert "failed: seed 0:" in (run / "leaderboard.md").read_text()
+
+
+def test_library_warnings_go_to_the_cells_log_not_the_terminal(tmp_path: Path, capfd) -> None:
+    import numpy as np
+    from sklearn.neighbors import LocalOutlierFactor
+
+    from tkds.benchmarks.run import BenchSummary, _warnings_into
+
+    summary = BenchSummary()
+    with _warnings_into(tmp_path / "cell" / "warnings.log", summary):
+        points = np.zeros((40, 3))
+        points[:5] += np.arange(5)[:, None]
+        LocalOutlierFactor(n_neighbors=5).fit(points)  # mostly duplicates: scikit-learn warns
+    assert summary.warnings >= 1
+    assert "UserWarning: Duplicate values" in (tmp_path / "cell" / "warnings.log").read_text()
+    assert "Duplicate values" not in capfd.readouterr().err

@@ -21,6 +21,9 @@ import re
 import shutil
 import time
 import traceback
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +44,7 @@ REFERENCE_METHODS = {"metadata-only": "metadata_only", "sound-id": "sound_onehot
 DEFAULT_METHODS = ("random", "simclr", "av-simclr", "metadata-only", "sound-id")
 RUN_RECORD = "run.json"
 CELL_RECORD = "cell.json"
+WARNINGS_LOG = "warnings.log"
 MAX_SEEDS = 100
 DEVICE = re.compile(r"cpu|cuda(:[0-9]{1,2})?")
 # A label column is a key of the samples' `labels`: a short plain name.
@@ -54,6 +58,7 @@ class BenchSummary:
     failed: dict[str, str] = field(default_factory=dict)
     wall_s: float = 0.0
     stage_s: dict[str, float] = field(default_factory=dict)  # train, embed, tasks
+    warnings: int = 0  # third-party warnings, kept in each cell's warnings.log instead of the terminal
 
     def add_time(self, stage: str, seconds: float) -> None:
         self.stage_s[stage] = self.stage_s.get(stage, 0.0) + seconds
@@ -320,11 +325,12 @@ def _run_cell(shards: Path, out: Path, method: str, seed: int, settings: dict, r
         return
     console.print(f"[bold]{name}[/]")
     try:
-        if method in REFERENCE_METHODS:
-            record = _reference_cell(metadata, method, seed, task_names, summary)
-        else:
-            record = _learned_cell(shards, cell, method, recipe, seed, task_names, label_column,
-                                   device, progress, summary)  # fmt: skip
+        with _warnings_into(cell / WARNINGS_LOG, summary):
+            if method in REFERENCE_METHODS:
+                record = _reference_cell(metadata, method, seed, task_names, summary)
+            else:
+                record = _learned_cell(shards, cell, method, recipe, seed, task_names, label_column,
+                                       device, progress, summary)  # fmt: skip
     except (TkdsError, RuntimeError, ValueError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         summary.failed[name] = reason
@@ -336,6 +342,22 @@ def _run_cell(shards: Path, out: Path, method: str, seed: int, settings: dict, r
                   fingerprint=cell_fingerprint)  # fmt: skip
     write_json(cell / "metrics.json", record, indent=1)
     summary.done.append(name)
+
+
+@contextmanager
+def _warnings_into(log: Path, summary: BenchSummary) -> Iterator[None]:
+    """Record the warnings libraries emit (scikit-learn's, torch's) into `log`, not onto the terminal."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            if caught:
+                log.parent.mkdir(parents=True, exist_ok=True)
+                lines = [f"{Path(w.filename).name}:{w.lineno}: {w.category.__name__}: {w.message}"
+                         for w in caught]  # fmt: skip
+                log.write_text("\n".join(lines) + "\n")
+                summary.warnings += len(caught)
 
 
 def _reference_cell(metadata: pl.DataFrame, method: str, seed: int, tasks: tuple[str, ...],
