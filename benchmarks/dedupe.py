@@ -42,8 +42,9 @@ LIMIT_S, LIMIT_VIDEOS = 60.0, 290_000
 FRAMES = 16
 
 
-def synthetic_world(videos: int, seed: int) -> tuple[dict[str, str], dict[str, str], list[Candidate]]:
-    """Hashes, planted copy -> its original, and candidates by about videos/10 authors."""
+def planted_hashes(videos: int, seed: int) -> tuple[list[str], list[str], dict[str, str]]:
+    """Ids, their frame hashes (hex), and planted copy -> its original: 2% of the videos get 1-3 copies
+    with 0-3 bits flipped per frame (must cluster), and one decoy with 6 bits flipped (must not)."""
     rng = np.random.default_rng(seed)
     planted_count = max(1, videos // 50)
     copies = rng.integers(1, 4, size=planted_count)
@@ -57,8 +58,16 @@ def synthetic_world(videos: int, seed: int) -> tuple[dict[str, str], dict[str, s
         flipped(rng, words[planted], np.full((planted_count, FRAMES), 6)),
     ]).astype(">u8")  # fmt: skip
     ids = [str(10**15 + i) for i in range(len(table))]
-    hashes = {video_id: row.tobytes().hex() for video_id, row in zip(ids, table, strict=True)}
+    hashes = [row.tobytes().hex() for row in table]
     truth = {ids[originals + i]: ids[owner] for i, owner in enumerate(owners.tolist())}
+    return ids, hashes, truth
+
+
+def synthetic_world(videos: int, seed: int) -> tuple[dict[str, str], dict[str, str], list[Candidate]]:
+    """Hashes, planted copy -> its original, and candidates by about videos/10 authors."""
+    ids, table, truth = planted_hashes(videos, seed)
+    hashes = dict(zip(ids, table, strict=True))
+    rng = np.random.default_rng(seed + 1)
     authors = rng.integers(1, max(2, videos // 10), size=len(ids))
     candidates = [
         Candidate(

@@ -13,19 +13,33 @@ Without --shards it generates a SynthTok corpus (144x256, 15 fps), imports it in
 shards with `build_shards` (`--stored-side` is `tkds shard --size`, which never upscales).
 
     python benchmarks/loader.py [--shards DIR] [--videos 24] [--seconds 5] [--stored-side 256] [--epochs 5]
+
+`--index-samples N` measures start-up instead: a split of N samples in shards of `--samples-per-shard`
+(the builder's 256 by default), each shard a hard link to one tar that repeats the real samples under new
+keys, behind the split's wids index. In a fresh process each time (imports untimed), it times
+`load_shards(...)` to the first example, and a DataLoader with 2 workers to its first batch of 8, against
+the 10 s limit; and, measured in the same run, one sample's decode alone (the floor of any first example).
+
+    python benchmarks/loader.py --index-samples 290000 [--samples-per-shard 256] [--shards DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
 import os
 import platform
+import subprocess
+import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader
@@ -37,6 +51,30 @@ from tkds.collector.importer import import_captures
 from tkds.dataset import loader
 from tkds.dataset.build import ShardParams, build_shards
 from tkds.synth import generate
+
+STARTUP_LIMIT_S = 10.0
+STARTUP_RUNS = 3
+# A fresh process: imports (untimed), then load_shards → first example, and a DataLoader's first batch.
+STARTUP = """
+import json, sys, time
+import torch
+from torch.utils.data import DataLoader
+import tkds
+from tkds.dataset import loader
+
+root, split = sys.argv[1], sys.argv[2]
+torch.set_num_threads(1)
+started = time.perf_counter()
+ds = tkds.load_shards(root, split)
+opened = time.perf_counter()
+next(iter(ds))
+first = time.perf_counter()
+data = DataLoader(tkds.load_shards(root, split), batch_size=8, num_workers=2, collate_fn=tkds.collate)
+next(iter(data))
+batch = time.perf_counter()
+print(json.dumps({"open_s": opened - started, "first_s": first - started, "batch_s": batch - first,
+                  "samples": ds.num_samples, "shards": len(ds.shards)}))
+"""
 
 
 def write_shards(corpus: Path, out: Path, stored_side: int) -> Path:
@@ -121,6 +159,97 @@ def decode_pass(
     return len(requests)
 
 
+def repeated_shard(source: Path, split: str, samples: int, out: Path) -> None:
+    """One tar of `samples` samples: the real samples of `source`'s split, cycled under new keys."""
+    real = [(shard.path, members) for shard in loader.read_index(source, split)
+            for _, members in loader.shard_table(shard)]  # fmt: skip
+    with tarfile.open(out, "w") as tar:
+        for number in range(samples):
+            path, members = real[number % len(real)]
+            with open(path, "rb") as shard:
+                for extension, (offset, size) in members.items():
+                    shard.seek(offset)
+                    info = tarfile.TarInfo(f"{number:012d}.{extension}")
+                    info.size, info.mtime, info.mode = size, 1_700_000_000, 0o444
+                    tar.addfile(info, io.BytesIO(shard.read(size)))
+
+
+def write_big_index(source: Path, split: str, total: int, per_shard: int, root: Path) -> None:
+    """A split of `total` samples whose shards are hard links to one repeated tar, and its wids index."""
+    (root / split).mkdir(parents=True)
+    template = root / "template.tar"
+    repeated_shard(source, split, per_shard, template)
+    digest = hashlib.sha256(template.read_bytes()).hexdigest()
+    shardlist = []
+    for number, start in enumerate(range(0, total, per_shard)):
+        count = min(per_shard, total - start)
+        url = f"{split}/{split}-{number:06d}.tar"
+        if count == per_shard:
+            os.link(template, root / url)
+            size, sha = template.stat().st_size, digest
+        else:  # the last shard holds the remainder
+            repeated_shard(source, split, count, root / url)
+            size, sha = (root / url).stat().st_size, hashlib.sha256((root / url).read_bytes()).hexdigest()
+        shardlist.append({"url": url, "nsamples": count, "filesize": size, "sha256": sha})
+    index = {"wids_version": 1, "name": f"tkds-{split}", "shardlist": shardlist}
+    (root / f"{split}.json").write_text(json.dumps(index, indent=1))  # indented, as the builder writes it
+    (root / loader.MANIFEST).write_bytes((source / loader.MANIFEST).read_bytes())
+
+
+def decode_floor(root: Path, split: str) -> float:
+    """Seconds to read and make one example from a located sample, best of STARTUP_RUNS: no index, no scan."""
+    ds = tkds.load_shards(root, split)
+    tables = {0: loader.shard_table(ds.shards[0])}
+    best = float("inf")
+    for _ in range(STARTUP_RUNS):
+        started = time.perf_counter()
+        for _, raw in loader.read_samples([(0, 0, 0)], ds.shards, tables):
+            loader.make_example(raw, ds.spec, None, {}, np.random.default_rng(0))
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def startup(args: argparse.Namespace, tmp: Path) -> None:
+    """Start-up on an index of `--index-samples` samples, against STARTUP_LIMIT_S."""
+    source = args.shards
+    if source is None:
+        corpus = tmp / "corpus"
+        generate(corpus, args.videos, seed=0, seconds=(args.seconds, args.seconds), progress=False)
+        source = write_shards(corpus, tmp / "shards", args.stored_side)
+    root = tmp / "big"
+    started = time.perf_counter()
+    write_big_index(source, args.split, args.index_samples, args.samples_per_shard, root)
+    written_s = time.perf_counter() - started
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    floor = decode_floor(root, args.split)
+    torch.set_num_threads(threads)
+    runs = []
+    for _ in range(STARTUP_RUNS):
+        command = [sys.executable, "-c", STARTUP, str(root), args.split]
+        runs.append(json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout))
+    index_mb = (root / f"{args.split}.json").stat().st_size / 1e6
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
+          f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(f"index: {runs[0]['samples']:,} samples in {runs[0]['shards']:,} shards of "
+          f"{args.samples_per_shard} ({index_mb:.1f} MB of json; written in {written_s:.1f} s); "
+          f"{STARTUP_RUNS} fresh processes")  # fmt: skip
+    print(f"{'':40}{'best s':>8}{'worst s':>9}{'limit/best':>11}")
+    for name, field in (
+        ("load_shards() returns", "open_s"),
+        ("load_shards() → first example", "first_s"),
+        ("DataLoader(2 workers) → first batch of 8", "batch_s"),
+    ):
+        values = [run[field] for run in runs]
+        print(f"{name:40}{min(values):8.2f}{max(values):9.2f}{STARTUP_LIMIT_S / min(values):11.1f}")
+    first = min(run["first_s"] for run in runs)
+    print(f"one sample's decode alone (floor): {floor:.3f} s; first example / floor: {first / floor:.1f}")
+    verdict = "met" if first < STARTUP_LIMIT_S else "NOT met"
+    print(f"start-up {first:.2f} s against the {STARTUP_LIMIT_S:.0f} s limit: {verdict}")
+    print(json.dumps({"index_samples": args.index_samples, "shards": runs[0]["shards"], "runs": runs,
+                      "decode_floor_s": round(floor, 4), "limit_s": STARTUP_LIMIT_S}))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -134,7 +263,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--views", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--index-samples", type=int, help="measure start-up on an index of this many samples")
+    parser.add_argument("--samples-per-shard", type=int, default=ShardParams.samples_per_shard)
     args = parser.parse_args()
+    if args.index_samples:
+        with tempfile.TemporaryDirectory() as tmp:
+            startup(args, Path(tmp))
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         shards = args.shards

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -448,3 +449,98 @@ def test_pass_through_shards_take_their_audio_from_the_video(synth_db: Path, tmp
     assert len(examples) == 12
     for example in examples:
         assert example["has_audio"] and example["audio"].std() > 0.1
+
+
+def _tarfile_listing(path: Path) -> list[tuple[str, int, int]]:
+    with tarfile.open(path, "r:") as tar:
+        return [(info.name, info.offset_data, info.size) for info in tar if info.isfile()]
+
+
+def _write_tar(path: Path, members: list[tuple[str, bytes]], tar_format: int = tarfile.USTAR_FORMAT) -> None:
+    """A tar as the builder writes one (ustar headers, fixed mode and time), a folder entry first."""
+    with tarfile.open(path, "w", format=tar_format) as tar:
+        folder = tarfile.TarInfo("train")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o444, 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_plain_tar_headers_are_read_directly_and_list_what_tarfile_lists(
+    shards: Path, tmp_path: Path
+) -> None:
+    # Sizes on both sides of a 512-byte block, and an empty member.
+    members = [(f"train/{key}.{ext}", bytes([key]) * size) for key, size in enumerate((0, 1, 511, 512, 513))
+               for ext in ("mp4", "json")]  # fmt: skip
+    plain = tmp_path / "plain.tar"
+    _write_tar(plain, members)
+    assert loader._plain_tar_members(plain) == _tarfile_listing(plain)
+    assert len(_tarfile_listing(plain)) == 10
+    # What the fast path leaves to tarfile: pax headers (webdataset's TarWriter), a GNU long name, and a
+    # damaged header, after which tarfile stops as it always did (the sample count check then fails).
+    long_name = tmp_path / "long.tar"
+    _write_tar(long_name, [("x" * 120 + ".mp4", b"data")], tarfile.GNU_FORMAT)
+    damaged = tmp_path / "damaged.tar"
+    damaged.write_bytes(plain.read_bytes())
+    with open(damaged, "r+b") as file:
+        file.seek(512 * 3 + 10)  # the third file's header: folder, two empty files, then it
+        file.write(b"#")
+    for other in (shards / "train" / "train-000000.tar", long_name, damaged):
+        assert loader._plain_tar_members(other) is None
+        assert list(loader.tar_members(other)) == _tarfile_listing(other)
+    assert len(_tarfile_listing(damaged)) == 2
+
+
+def _big_split(shards: Path, root: Path, samples: int, per_shard: int) -> None:
+    """A train split of `samples` samples behind one wids index: hard links to one tar that holds
+    `per_shard` of the fixture's real samples under keys 0, 1, …"""
+    real = [(shard.path, members) for shard in loader.read_index(shards, "train")
+            for _, members in loader.shard_table(shard)]  # fmt: skip
+    contents = []
+    for number in range(per_shard):
+        path, members = real[number % len(real)]
+        with open(path, "rb") as file:
+            for ext, (offset, size) in members.items():
+                file.seek(offset)
+                contents.append((f"{number:019d}.{ext}", file.read(size)))
+    (root / "train").mkdir(parents=True)
+    template = root / "template.tar"
+    _write_tar(template, contents)
+    shardlist = []
+    for number in range(samples // per_shard):
+        url = f"train/train-{number:06d}.tar"
+        os.link(template, root / url)
+        shardlist.append({"url": url, "nsamples": per_shard, "filesize": template.stat().st_size})
+    (root / "train.json").write_text(json.dumps({"wids_version": 1, "shardlist": shardlist}, indent=1))
+    shutil.copy(shards / "dataset.json", root / "dataset.json")
+
+
+def test_a_290000_sample_index_starts_after_scanning_one_shard(
+    shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """benchmarks/loader.py --index-samples times this start-up; here: nothing is scanned eagerly, and the
+    epoch's order still deals every one of 290,000 samples to exactly one of 2 ranks × 3 workers."""
+    root = tmp_path / "big"
+    _big_split(shards, root, 290_000, 10)
+    scanned = []
+    scan = loader.shard_table
+    monkeypatch.setattr(loader, "shard_table", lambda shard: scanned.append(shard.path) or scan(shard))
+    ds = tkds.load_shards(root, frames=4, size=32, seed=3)
+    ds.set_epoch(2)
+    assert (ds.num_samples, len(ds.shards)) == (290_000, 29_000)
+    example = next(iter(ds))
+    order = loader.epoch_order(290_000, seed=3, epoch=2, shuffle=True)
+    shard, index = divmod(int(order[0]), 10)
+    assert scanned == [root / f"train/train-{shard:06d}.tar"]
+    assert example["key"] == f"{index:019d}"
+    located = [
+        (shard, index)
+        for rank in range(2)
+        for worker in range(3)
+        for _, shard, index in loader.locate(
+            loader.split_by_rank_and_worker(order, rank, 2, worker, 3), ds.shards
+        )
+    ]
+    assert sorted(located) == [(shard, index) for shard in range(29_000) for index in range(10)]

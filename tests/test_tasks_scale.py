@@ -10,10 +10,14 @@ import textwrap
 import numpy as np
 import polars as pl
 import pytest
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import RidgeCV
 from sklearn.neighbors import LocalOutlierFactor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from tkds.benchmarks import features, metrics
-from tkds.benchmarks.tasks import hashtags, originality, retrieval
+from tkds.benchmarks.tasks import hashtags, likes, originality, retrieval
 
 ROWS, DIM = 2000, 24
 
@@ -145,6 +149,71 @@ def test_hashtag_blocks_give_the_whole_matrix_metrics(small_blocks: None) -> Non
     assert hashtags.run(t, "video", 0) == pytest.approx(expected, rel=1e-9)
 
 
+def likes_table(rows: int, dim: int, seed: int = 0) -> pl.DataFrame:
+    """Likes log-linear in followers and one embedding direction; some author statistics unknown, age
+    unknown everywhere (a column the imputer drops), a constant video count."""
+    rng = np.random.default_rng(seed)
+    followers = np.round(np.exp(rng.uniform(5, 13, rows)))
+    x = _unit(rng.normal(size=(rows, dim))).astype(np.float32)
+    log_likes = 0.9 * np.log1p(followers) + 3 * x[:, 0] + rng.normal(0, 0.5, rows)
+    unknown_likes, unknown_followers = (np.flatnonzero(rng.random(rows) < p) for p in (0.05, 0.2))
+    return pl.DataFrame(
+        {
+            "split": rng.choice(["train", "val", "test"], rows, p=[0.7, 0.1, 0.2]),
+            "video": pl.Series(x).cast(pl.List(pl.Float32)),
+            "author_id": [f"a{a}" for a in rng.integers(0, rows // 4, rows)],
+            "likes": pl.Series(np.round(np.expm1(log_likes))).cast(pl.Int64).scatter(unknown_likes, None),
+            "followers": pl.Series(followers).cast(pl.Int64).scatter(unknown_followers, None),
+            "author_hearts": rng.integers(100, 10**6, rows),
+            "author_videos": np.full(rows, 7),
+            "age_days": pl.Series([None] * rows, dtype=pl.Float64),
+            "create_time": rng.integers(1_600_000_000, 1_700_000_000, rows),
+        }
+    )
+
+
+def reference_likes(t: pl.DataFrame) -> tuple[dict[str, float], list[float]]:
+    """likes.run's metrics as scikit-learn's SimpleImputer → StandardScaler → RidgeCV pipeline gives them,
+    on whole float64 matrices (on float32 the pipeline rounds its scaled features to float32: 1e-6 off),
+    and the alphas it chose."""
+    y = np.log1p(t["likes"].fill_null(0).to_numpy().astype(float))
+    known = t["likes"].is_not_null().to_numpy()
+    splits = {
+        "": (known & features.in_split(t, "train"), known & features.in_split(t, "test")),
+        "_time": likes.time_forward_split(t, known),
+    }
+    author, content = features.metadata_features(t), features.embedding(t, "video").astype(np.float64)
+    inputs = {"author": author, "content": content, "combined": np.hstack([author, content])}
+    result, alphas = {}, []
+    for suffix, (train, test) in splits.items():
+        for name, x in inputs.items():
+            ridge = RidgeCV(alphas=likes.ALPHAS)
+            model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), ridge)
+            predicted = model.fit(x[train], y[train]).predict(x[test])
+            result[f"r2_{name}{suffix}"] = metrics.r2(y[test], predicted)
+            result[f"spearman_{name}{suffix}"] = metrics.spearman(y[test], predicted)
+            alphas.append(ridge.alpha_)
+    return result, alphas
+
+
+@pytest.mark.filterwarnings("ignore:Skipping features without any observed values")
+@pytest.mark.parametrize(("rows", "dim"), [(900, 24), (60, 100)])
+def test_likes_ridge_is_the_scikit_learn_pipeline(
+    monkeypatch: pytest.MonkeyPatch, rows: int, dim: int
+) -> None:
+    """XᵀX summed over blocks of 37 rows gives the pipeline's alpha and metrics, with fewer rows than
+    features too (where RidgeCV decomposes X Xᵀ instead)."""
+    monkeypatch.setattr(likes, "ROW_BLOCK", 37)
+    t = likes_table(rows, dim)
+    expected, expected_alphas = reference_likes(t)
+    chosen = []
+    original = likes.ridge_loo
+    monkeypatch.setattr(likes, "ridge_loo", lambda *a: chosen.append(original(*a)[1]) or original(*a))
+    assert likes.run(t, "video", 0) == pytest.approx(expected, rel=1e-6, abs=1e-9)
+    assert chosen == expected_alphas
+    assert len(set(chosen)) > 1, "the alphas differ between feature sets: the choice is exercised"
+
+
 BOUNDED = textwrap.dedent(
     """
     import json, resource, sys
@@ -179,3 +248,36 @@ def test_search_memory_does_not_grow_with_the_gallery() -> None:
     run = subprocess.run([sys.executable, "-c", BOUNDED], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads(run.stdout.splitlines()[-1])["grown_mb"] < 600
+
+
+LIKES_BOUNDED = textwrap.dedent(
+    """
+    import json, resource
+    import numpy as np, polars as pl
+    from tkds.benchmarks.tasks import likes
+
+    rows, dim = 60_000, 256
+    rng = np.random.default_rng(0)
+    t = pl.DataFrame({
+        "split": rng.choice(["train", "test"], rows, p=[0.8, 0.2]),
+        "video": pl.Series(rng.normal(size=(rows, dim)).astype(np.float32)).cast(pl.List(pl.Float32)),
+        "author_id": rng.integers(0, 5000, rows).astype(str),
+        "likes": rng.integers(0, 10**6, rows),
+        "followers": rng.integers(1, 10**6, rows),
+        "create_time": rng.integers(1_600_000_000, 1_700_000_000, rows),
+    })
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    likes.run(t, "video", 0)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"grown_mb": (after - before) / 1024}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_likes_memory_is_blocks_not_copies_of_the_table() -> None:
+    """60,000 × 256: the imputer → scaler → RidgeCV pipeline made float64 copies of the train matrix
+    (about 630 MB more than building the table took); the blockwise fit stays far below."""
+    run = subprocess.run([sys.executable, "-c", LIKES_BOUNDED], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout.splitlines()[-1])["grown_mb"] < 200

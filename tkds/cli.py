@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -52,6 +53,18 @@ def cli() -> None:
 @click.option(
     "--photo-share", default=0.1, show_default=True, help="Share of posts that are photo posts (0..1)."
 )
+@click.option(
+    "--media-pool",
+    type=int,
+    default=None,
+    help="Render only K clips that every video links to: full metadata, shared media (not for learning).",
+)
+@click.option(
+    "--near-duplicates",
+    type=float,
+    default=None,
+    help="Share of posts that re-upload an earlier video (0..0.5); default 0.02, 0 with --media-pool.",
+)
 @click.option("--workers", default=None, type=int, help="Processes; default: all cores.")
 def synth(
     out: Path,
@@ -62,6 +75,8 @@ def synth(
     fps: int,
     categories: int,
     photo_share: float,
+    media_pool: int | None,
+    near_duplicates: float | None,
     workers: int | None,
 ) -> None:
     """Write a SynthTok corpus (mp4 + TikTok item JSON + corpus.json) to OUT."""
@@ -76,6 +91,8 @@ def synth(
         fps=fps,
         categories=categories,
         photo_share=photo_share,
+        media_pool=media_pool,
+        near_duplicates=(0.0 if media_pool else 0.02) if near_duplicates is None else near_duplicates,
         workers=workers,
     )
     _print_synth_summary(summary)
@@ -86,6 +103,10 @@ def _print_synth_summary(summary) -> None:
     table = Table(title=f"SynthTok corpus in {summary.out}", show_header=False)
     table.add_row("videos", f"{summary.videos} ({summary.rendered} rendered, {summary.reused} already there)")
     table.add_row("photo posts", f"{summary.photos} of the {summary.videos} (images and a sound, no mp4)")
+    if summary.pooled:
+        table.add_row("media pool", f"{summary.pooled} files in pool/, every post's media links to one")
+    if summary.near_duplicates:
+        table.add_row("near duplicates", f"{summary.near_duplicates} (listed in corpus.json)")
     table.add_row("failures", "0")
     table.add_row("wall time", f"{summary.wall_s:.1f} s ({summary.videos_per_s:.2f} videos/s)")
     if busy:
@@ -126,10 +147,13 @@ def _print_synth_summary(summary) -> None:
 def twin(corpus: Path, port: int, ca_out: Path, faults: str, seed: int, page_format: str) -> None:
     """Serve a corpus as TikTok: an HTTPS proxy for TikTok's hosts, until Ctrl-C."""
     from tkds.twin import run_forever
+    from tkds.twin.corpus import INDEX_NAME
 
     def ready(twin) -> None:
         videos = len(twin.state.corpus.item_paths)
         console.print(f"[bold]twin:[/] serving {videos} videos from {corpus} as TikTok")
+        parsed = twin.state.corpus.parsed
+        console.print(f"  index   {parsed} item files parsed, {videos - parsed} read from {INDEX_NAME}")
         console.print(f"  proxy   {twin.proxy_url}")
         console.print(f"  CA      {twin.ca_path}")
         console.print(
@@ -160,8 +184,16 @@ def twin(corpus: Path, port: int, ca_out: Path, faults: str, seed: int, page_for
 @click.option("--trending", is_flag=True, help="The For You feed.")
 @click.option("--urls", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None)
 @click.option("--limit", default=100, show_default=True, help="Videos per target.")
-@click.option("--rate", default=5.0, show_default=True, help="Requests per second per host.")
+@click.option(
+    "--rate", default=5.0, show_default=True, help="Requests per second per host, shared by all --workers."
+)
 @click.option("--concurrency", default=4, show_default=True)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    help="Collector processes filling --db together; each of N gets --rate/N and its own Chromium.",
+)
 @click.option("--proxy", multiple=True, help="A proxy URL, or a file of them to rotate.")
 @click.option("--ca-cert", type=click.Path(path_type=Path), default=None, help="The proxy's CA (the twin's).")
 @click.option("--cookies", type=click.Path(path_type=Path), default=None, help="A Netscape cookies.txt.")
@@ -187,6 +219,7 @@ def collect(
     limit: int,
     rate: float,
     concurrency: int,
+    workers: int,
     proxy: tuple[str, ...],
     ca_cert: Path | None,
     cookies: Path | None,
@@ -220,6 +253,7 @@ def collect(
         comments=comments,
         refresh_stats=refresh_stats,
         detail=detail,
+        workers=workers,
     )
     _print_collect_summary(summary, db, comments)
 
@@ -473,9 +507,27 @@ def _print_bench_summary(summary, out: Path) -> None:
     table.add_row("failed", ", ".join(f"{cell}: {reason}" for cell, reason in summary.failed.items()) or "0")
     stages = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in summary.stage_s.items())
     table.add_row("wall time", f"{summary.wall_s:.0f} s ({stages or 'all reused'})")
-    table.add_row("leaderboard", f"{out / 'leaderboard.md'}, .json, .html")
+    if summary.warnings:
+        table.add_row("library warnings", f"{summary.warnings}, in {out}/METHOD/seedK/warnings.log")
+    table.add_row("leaderboard", f"{out / 'leaderboard.html'} (open it in a browser), .md, .json")
     console.print(table)
-    console.print((out / "leaderboard.md").read_text().split("\n## ")[0])
+    _print_headline(out)
+
+
+def _print_headline(out: Path) -> None:
+    """The headline metric of each task per row, from the run's leaderboard.json."""
+    from tkds.benchmarks.leaderboard import summary_table
+
+    board = json.loads((out / "leaderboard.json").read_text())
+    header, body = summary_table(board["rows"])
+    seeds = max((row.get("seeds", 0) for row in board["rows"]), default=0)
+    table = Table(title=f"Headline metrics (test split, mean ± std over {seeds} seeds)")
+    table.add_column(header[0])
+    for name in header[1:]:
+        table.add_column(name.replace(": ", "\n"), justify="right")
+    for cells in body:
+        table.add_row(*cells)
+    console.print(table)
 
 
 @cli.command()

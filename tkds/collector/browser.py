@@ -44,6 +44,10 @@ async ([path, params]) => {
 
 
 UNNEEDED_RESOURCES = frozenset({"image", "media", "font"})  # a page's pictures, video and fonts
+# In-page calls before the page is replaced by a fresh one. Playwright keeps every request, route and
+# response of a page until the page is closed: about 16 kB a call in Python and 200 kB in its driver
+# and Chromium, ~700 MB per 100,000 listed videos; a fresh page costs one page load per 500 calls.
+PAGE_CALLS = 500
 CHALLENGE_TITLE = "Please wait..."
 NET_ERROR = re.compile(r"net::(ERR_[A-Z_]+)")
 
@@ -72,6 +76,7 @@ class Listing:
     def __init__(self, api_path: str) -> None:
         self.api_path = api_path
         self.responses: list[tuple[int, str]] = []
+        self.cursors: list[str | None] = []  # the cursor each of `responses` asked for
         self.params: dict[str, str] | None = None
         self.page_status = 0  # the statusCode in the page's own JSON (10221: no such user, ...)
         self.arrived = asyncio.Event()
@@ -84,9 +89,11 @@ class Listing:
             body = await response.text()
         except Exception:  # the page navigated away mid-body
             return
+        query = dict(parse_qsl(url.query))
         if self.params is None:
-            self.params = {k: v for k, v in parse_qsl(url.query) if k not in SESSION_PARAMS}
+            self.params = {k: v for k, v in query.items() if k not in SESSION_PARAMS}
         self.responses.append((response.status, body))
+        self.cursors.append(query.get("cursor"))
         self.arrived.set()
 
 
@@ -114,6 +121,11 @@ class BrowserSession:
         self._playwright = None
         self._busy = asyncio.Lock()
         self._cookies: list[dict] = list(self.initial_cookies)
+        self._opened: tuple[str, str] | None = None  # the last target page opened, and its API path
+        self._calls = 0  # in-page calls on this page
+        self._answer: tuple[str | None, int, str] | None = (
+            None  # a renewed page's own call: cursor, status, body
+        )
 
     async def __aenter__(self) -> BrowserSession:
         if not Path(CHROMIUM).exists():
@@ -172,6 +184,7 @@ class BrowserSession:
         """
         listing = Listing(api_path)
         async with self._busy:
+            self._opened = (url, api_path)
             self.page.on("response", listing.on_response)
             try:
                 document = await self._goto(url)
@@ -251,11 +264,48 @@ class BrowserSession:
         A call that the page cannot make (a reset connection, a page mid-navigation) raises `BrowserError`.
         """
         async with self._busy:
+            if self._calls >= PAGE_CALLS:
+                await self._renew_page()
+            answer, self._answer = self._answer, None
+            if answer is not None and answer[0] == params.get("cursor") and path == self._opened[1]:
+                return answer[1], answer[2], None  # the renewed page asked for just this itself
+            self._calls += 1
             try:
                 result = await self.page.evaluate(SIGNED_FETCH, [path, params])
             except PlaywrightError as error:
                 raise BrowserError(failure_reason(error)) from None
         return result["status"], result["text"], result["retryAfter"]
+
+    async def _renew_page(self, wait_s: float = 15.0) -> None:
+        """Replace the page by a fresh one on the last target page (the context keeps the cookies),
+        so that Playwright lets go of what it held for the old one. The new page's own item-list call
+        is kept: it answers the next call that asks for the same cursor (the For You feed's next
+        items), so a renewal costs the page load and no call. If the new page does not load, the
+        old one stays."""
+        self._calls = 0
+        if self._opened is None:
+            return
+        url, api_path = self._opened
+        listing, old, fresh = Listing(api_path), self.page, None
+        try:
+            fresh = self.page = await self.context.new_page()
+            fresh.on("response", listing.on_response)
+            await self._goto(url)
+            deadline = asyncio.get_running_loop().time() + wait_s
+            while not listing.responses and (remaining := deadline - asyncio.get_running_loop().time()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(listing.arrived.wait(), remaining)
+            fresh.remove_listener("response", listing.on_response)
+        except (PlaywrightError, BrowserError):
+            if fresh is not None:
+                with contextlib.suppress(PlaywrightError):
+                    await fresh.close()
+            self.page = old
+            return
+        if listing.responses and listing.responses[0][0] == 200 and listing.responses[0][1]:
+            self._answer = (listing.cursors[0], *listing.responses[0])
+        with contextlib.suppress(PlaywrightError):
+            await old.close()
 
     async def cookies(self) -> list[dict]:
         """The context's cookies; the last ones read if the browser no longer answers."""

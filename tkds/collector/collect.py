@@ -240,11 +240,22 @@ def collect(
     refresh_stats: bool = False,
     progress: bool = True,
     detail: str = "auto",
+    workers: int = 1,
 ) -> CollectSummary:
     """Collect the named targets into the DuckDB file `db` (and their mp4s into `media_dir`).
 
     `detail`: "auto" fetches a video's page only when its listing item lacks a field the store needs,
-    "always" fetches every page, "never" none (--urls videos' pages are fetched in every mode)."""
+    "always" fetches every page, "never" none (--urls videos' pages are fetched in every mode).
+    `workers` > 1 runs that many collector processes, which share `rate` (tkds.collector.workers)."""
+    # workers.py builds on this module's Collector
+    from tkds.collector.workers import (
+        WorkerSettings,
+        check_workers,
+        collect_in_parts,
+        merge_leftover_parts,
+        sweep_worker_partials,
+    )
+
     named = {"hashtag": hashtags, "user": users, "music": music, "search": searches}
     targets = [(kind, check_target(kind, key)) for kind, keys in named.items() for key in keys]
     targets += [("trending", "foryou")] if trending else []
@@ -253,6 +264,7 @@ def collect(
             "name at least one target: --hashtag, --user, --music, --search, --trending or --urls"
         )
     check_options(limit=limit, rate=rate, concurrency=concurrency, comments=comments, detail=detail)
+    check_workers(workers)
     if ca_cert is not None and not Path(ca_cert).is_file():
         raise TkdsError(f"--ca-cert {ca_cert} does not exist; the twin writes it with --ca-out")
     proxy_urls = read_proxies(list(proxies))
@@ -263,7 +275,9 @@ def collect(
             # One collector per media folder: another's sweep would delete this one's downloads.
             media_dir = stack.enter_context(exclusive_folder(Path(media_dir), "--media"))
             sweep_partials(media_dir)  # a killed run's half files and cookie file
+            sweep_worker_partials(media_dir)
         store = stack.enter_context(Store.open(db))
+        merge_leftover_parts(store)  # what the workers of a killed run had stored
         collector = Collector(
             store,
             limit=limit,
@@ -278,7 +292,28 @@ def collect(
             detail_mode=detail,
         )
         try:
-            asyncio.run(collector.run(targets, list(urls), refresh_stats))
+            if workers == 1:
+                asyncio.run(collector.run(targets, list(urls), refresh_stats))
+            else:
+                settings = WorkerSettings(
+                    limit=limit,
+                    concurrency=concurrency,
+                    proxies=proxy_urls,
+                    ca_cert=str(Path(ca_cert).resolve()) if ca_cert else None,
+                    media_dir=str(media_dir.resolve()) if media_dir else None,
+                    comments=comments,
+                    cookies=str(Path(cookies).resolve()) if cookies else None,
+                    detail=detail,
+                )
+                collect_in_parts(
+                    collector,
+                    settings,
+                    rate=rate,
+                    targets=targets,
+                    urls=list(urls),
+                    refresh_stats=refresh_stats,
+                    workers=workers,
+                )
         finally:
             collector.summary.wall_s = time.perf_counter() - started
             collector.summary.warnings = collector.summary.census.warnings(drift.history(store))
@@ -289,6 +324,7 @@ def collect(
                 "rate": rate,
                 "media": str(media_dir),
                 "detail": detail,
+                "workers": workers,
             }
             store.record_run(
                 f"collect-{run_started:%Y%m%dT%H%M%S%f}", run_started, args, collector.summary.as_dict()

@@ -80,9 +80,11 @@ class Details:
         merged = Parsed()
         for _, parsed in self.pending:
             merged.extend(parsed)
-        self.summary.add(self.store.upsert(merged.deduplicated(), source="video-page"))
+        with self.store.transaction():
+            counts = self.store.upsert(merged.deduplicated(), source="video-page")
+            self.store.mark_done("video", [video_id for video_id, _ in self.pending])
+        self.summary.add(counts)
         self.summary.collected.update(video_id for video_id, _ in self.pending)
-        self.store.mark_done("video", [video_id for video_id, _ in self.pending])
         self.pending.clear()
 
     # --- detail

@@ -1,6 +1,7 @@
 """Media: downloaded from the play URL the collector holds (else with yt-dlp's TikTok extractor),
-checked with ffprobe, hashed, renamed into place. A photo post's images and sound, which yt-dlp cannot
-fetch, are downloaded directly from the URLs of its item (`download_photo`).
+probed in this process (PyAV: every packet demuxed, none decoded), hashed, renamed into place. A photo
+post's images and sound, which yt-dlp cannot fetch, are downloaded directly from the URLs of its item
+(`download_photo`).
 
 The listing or video page already gave each video a signed play URL; fetched directly, with the
 session's cookies and a TikTok Referer, it costs one request. Only a URL TikTok refuses (expired,
@@ -17,18 +18,17 @@ MEDIA/.partial is private (0700): yt-dlp's cookie file, which holds the session'
 from __future__ import annotations
 
 import copy
-import json
 import os
 import re
 import shutil
 import ssl
-import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -132,26 +132,134 @@ def write_cookie_file(cookies: list[dict], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+MAX_STREAMS = 64  # more is no camera's or app's upload; FFmpeg stops allocating them one past this
+PROBE_OPTIONS = {"max_streams": str(MAX_STREAMS + 1)}
+BOX_TYPE = re.compile(rb"[A-Za-z0-9 \xa9]{4}")  # an ISO-BMFF box's four-character type
+MAX_TOP_BOXES = 100_000  # a fragmented mp4 has two per fragment; past this the box check gives up
+
+
 def probe(path: Path) -> dict:
-    """ffprobe's view of a file, reading every packet so that a cut-off file shows."""
-    result = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_packets",
-            "-show_streams",
-            "-show_format",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0 or result.stderr.strip():
-        raise ValueError((result.stderr.strip().splitlines() or ["ffprobe failed"])[-1])
-    return json.loads(result.stdout)
+    """ffprobe's view of a file (`-show_streams -show_format -count_packets`, in its json shape) for the
+    fields tkds reads, taken in this process with PyAV: every packet is demuxed, none decoded, so that
+    a cut-off file shows. A file that is not whole media raises ValueError with a one-line reason,
+    FFmpeg's error as `ffprobe -v error` printed it (without the path)."""
+    av = _pyav()
+    with av.logging.Capture() as errors:  # FFmpeg's errors on this thread, while it reads this file
+        try:
+            facts = _demux(av, Path(path))
+        except av.FFmpegError as error:
+            raise ValueError(_ffmpeg_reason(error, errors)) from None
+    if errors:  # FFmpeg read on past a fault (a cut-off Matroska file, a partial mp4 sample)
+        raise ValueError(_log_line(errors[-1]))
+    if facts["format"]["format_name"].startswith("mov,") and (box := _cut_off_box(Path(path))):
+        # FFmpeg 8 reads on through an index (moov) cut short and finds fewer packets; 5.1 refused it
+        raise ValueError(f"partial file: its {box} box ends past the end of the file")
+    return facts
+
+
+@cache
+def _pyav():
+    """PyAV, set to hand FFmpeg's errors to `probe`'s capture (it loads FFmpeg's libraries: ~0.2 s, so
+    only a process that probes pays for it)."""
+    import av
+
+    av.logging.set_level(av.logging.ERROR)
+    av.logging.set_skip_repeated(False)  # the same error in two files must show in both
+    return av
+
+
+def _demux(av, path: Path) -> dict:
+    # "file:" so that no name is read as a protocol ("concat:a|b"). A local file's playlist (HLS posing
+    # as mp4) may only name local files: FFmpeg's default whitelist for it is file, crypto, data.
+    with av.open(f"file:{path.absolute()}", options=PROBE_OPTIONS) as container:
+        streams = list(container.streams)
+        if len(streams) > MAX_STREAMS:
+            raise ValueError(f"more than {MAX_STREAMS} streams")
+        packets = [0] * len(streams)
+        for packet in container.demux():
+            if packet.size:  # not the empty packet PyAV appends to each stream at the end
+                packets[packet.stream_index] += 1
+        return {
+            "streams": [_stream_facts(stream, count) for stream, count in zip(streams, packets, strict=True)],
+            "format": _drop_none(
+                {
+                    "format_name": container.format.name,
+                    "nb_streams": len(streams),
+                    "duration": _seconds(container.duration, 1e-6),
+                }
+            ),
+        }
+
+
+def _cut_off_box(path: Path) -> str | None:
+    """The type of the first top-level ISO-BMFF box (mp4, m4a, mov) that claims more bytes than the
+    file holds; None when every box fits, or when the file's tail is no box (left to FFmpeg)."""
+    size, offset = path.stat().st_size, 0
+    with path.open("rb") as file:
+        for _ in range(MAX_TOP_BOXES):
+            file.seek(offset)
+            header = file.read(16)
+            if len(header) < 8 or not BOX_TYPE.fullmatch(header[4:8]):
+                return None
+            length = int.from_bytes(header[:4])
+            if length == 1 and len(header) == 16:  # a 64-bit size follows the type
+                length = int.from_bytes(header[8:16])
+            if length < 8:  # 0: the box runs to the end of the file; 1 to 7: not a size FFmpeg reads
+                return None
+            if offset + length > size:
+                return header[4:8].decode("latin-1")
+            offset += length
+    return None
+
+
+def _stream_facts(stream, packets: int) -> dict:
+    """One stream as ffprobe's json gives it: absent fields are left out, numbers stay ffprobe's types."""
+    context = stream.codec_context
+    codec = context.codec if context is not None else None
+    facts = {
+        "index": stream.index,
+        "codec_name": codec.canonical_name if codec is not None else None,
+        "codec_type": stream.type,
+        "disposition": {name: int(flag in stream.disposition) for name, flag in _disposition_flags().items()},
+        "duration": _seconds(stream.duration, stream.time_base),
+        "nb_frames": str(stream.frames) if stream.frames else None,
+        "nb_read_packets": str(packets),
+    }
+    rate = stream.average_rate if stream.type == "video" else None
+    facts["avg_frame_rate"] = f"{rate.numerator}/{rate.denominator}" if rate else "0/0"
+    if stream.type == "video":
+        facts |= {"width": context.width or None, "height": context.height or None}
+    elif stream.type == "audio":
+        facts |= {"channels": context.channels or None, "sample_rate": str(context.sample_rate or 0)}
+    return _drop_none(facts)
+
+
+def _seconds(ticks: int | None, unit) -> str | None:
+    return f"{float(ticks * unit):.6f}" if ticks is not None else None
+
+
+def _drop_none(facts: dict) -> dict:
+    return {key: value for key, value in facts.items() if value is not None}
+
+
+def _ffmpeg_reason(error: Exception, errors: list) -> str:
+    """FFmpeg's failure as one short line without the file's path: its error code's text, then what it
+    logged last."""
+    if any("max_streams" in message for _, _, message in errors):
+        return f"more than {MAX_STREAMS} streams"
+    reason = getattr(error, "strerror", None) or type(error).__name__
+    return f"{reason} ({_log_line(errors[-1])})" if errors else str(reason)
+
+
+def _log_line(log: tuple[int, str, str]) -> str:
+    return " ".join(log[2].split())[:200]
+
+
+@cache
+def _disposition_flags() -> dict:
+    from av.stream import Disposition
+
+    return dict(Disposition.__members__)
 
 
 def choose_streams(facts: dict) -> tuple[dict | None, dict | None]:
@@ -407,7 +515,7 @@ def inspect(video_id: str, source: Path, final: Path) -> MediaResult:
 
 # --- photo posts: images and a sound, straight from the CDN URLs of the post's item
 IMAGE_SUFFIXES = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}  # Pillow's format -> file suffix
-# ffprobe's format_name -> the sound's suffix; none is a video suffix that `tkds import --media` reads
+# FFmpeg's format_name -> the sound's suffix; none is a video suffix that `tkds import --media` reads
 SOUND_SUFFIXES = {"mp3": "mp3", "mov,mp4,m4a,3gp,3g2,mj2": "m4a", "ogg": "ogg", "wav": "wav",
                   "flac": "flac", "aac": "aac", "matroska,webm": "mka"}  # fmt: skip
 REFUSED_REASONS = {403: "forbidden", 404: "unavailable", 410: "unavailable"}
@@ -507,7 +615,7 @@ def download_photo(
 ) -> MediaResult:
     """Download a photo post's images (each URL list holds one image's CDN alternates) and its sound.
 
-    Each image must decode whole (Pillow) and the sound must hold an audio stream (ffprobe); only
+    Each image must decode whole (Pillow) and the sound must hold an audio stream (`probe`); only
     then are they hashed and moved into MEDIA. The media row's path, sha256, duration and codec are
     the sound's (None when the post has no sound URL), `bytes` counts all its files, width and height
     are the first image's. Every failure is a failed `MediaResult` naming the file and the reason."""

@@ -215,6 +215,13 @@ def _write_failure(path: Path, error: BaseException) -> TkdsError | None:
     reason = (str(error).splitlines() or [type(error).__name__])[0]
     if FULL_DISK.search(reason) or getattr(error, "errno", None) == errno.ENOSPC:
         return TkdsError(f"the disk under --db {path} {DISK_FULL}")
+    if isinstance(error, duckdb.OutOfMemoryException):
+        # Its indexes stay in memory: about 40 MB per 100,000 videos, so past a million or so videos
+        # they fill the cap on their own.
+        return TkdsError(
+            f"--db {path} needs more than DuckDB's {MEMORY_LIMIT} memory cap ({reason[:120]}); "
+            "collect into another --db (one per million videos), then re-run the same command"
+        )
     if isinstance(error, duckdb.IOException | OSError) or "could not write" in reason.lower():
         return TkdsError(f"cannot write --db {path} ({reason[:200]}); fix that, then re-run the same command")
     return None
@@ -305,6 +312,7 @@ class Store:
 
     def __init__(self, connection: duckdb.DuckDBPyConnection, path: Path) -> None:
         self.db, self.path = connection, path
+        self._transactions = 0  # how deep in `transaction()` blocks the caller is
 
     @classmethod
     def open(cls, path: str | Path, create: bool = True) -> Store:
@@ -363,6 +371,31 @@ class Store:
             if failure is None:
                 raise
             raise failure from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction for every write under it (upserts and crawl state alike): a killed run
+        keeps all of them or none. Each commit costs a WAL sync and a few ms of DuckDB, so callers
+        group a batch's writes; a block inside another joins the outer one."""
+        if self._transactions:
+            self._transactions += 1
+            try:
+                yield
+            finally:
+                self._transactions -= 1
+            return
+        with self.writing():
+            self.db.execute("BEGIN TRANSACTION")
+            self._transactions = 1
+            try:
+                yield
+                self.db.execute("COMMIT")
+            except BaseException:
+                with suppress(duckdb.Error):  # a failed COMMIT has already ended the transaction
+                    self.db.execute("ROLLBACK")
+                raise
+            finally:
+                self._transactions = 0
 
     def close(self) -> None:
         with self.writing():  # closing checkpoints the WAL into the file
@@ -454,12 +487,6 @@ class Store:
             for c in parsed.comments
             if _valid(c.id, "comment", refused) and _valid(c.video_id, "video", refused)
         ]
-        known = set()
-        if kept:
-            rows = self.db.execute(
-                "SELECT id FROM videos WHERE list_contains(?, id)", [list(kept)]
-            ).fetchall()
-            known = {row[0] for row in rows}
         batches = [
             ("videos", VIDEO_COLUMNS, VIDEO_CONFLICT, videos),
             ("video_hashtags", HASHTAG_COLUMNS, "ON CONFLICT DO NOTHING", hashtags),
@@ -470,22 +497,19 @@ class Store:
             ("author_stats", AUTHOR_STATS_COLUMNS, AUTHOR_STATS_CONFLICT, author_stats),
             ("comments", COMMENT_COLUMNS, COMMENT_CONFLICT, comments),
         ]
-        with self.writing():
-            self.db.execute("BEGIN TRANSACTION")
-            try:
-                for table, types, conflict, rows in batches:
-                    if rows:
-                        # One vectorised statement per table: unnest() of column lists, ~50x executemany.
-                        columns = ", ".join(f"unnest(?::{t}[])" for t in types)
-                        self.db.execute(
-                            f"INSERT INTO {table} SELECT * FROM (SELECT {columns}) {conflict}",
-                            [list(column) for column in zip(*rows, strict=True)],
-                        )
-                self.db.execute("COMMIT")
-            except BaseException:
-                with suppress(duckdb.Error):  # a failed COMMIT has already ended the transaction
-                    self.db.execute("ROLLBACK")
-                raise
+        with self.transaction():
+            known = set()
+            if kept:
+                rows = self.db.execute("SELECT id FROM videos WHERE list_contains(?, id)", [list(kept)])
+                known = {row[0] for row in rows.fetchall()}
+            for table, types, conflict, rows in batches:
+                if rows:
+                    # One vectorised statement per table: unnest() of column lists, ~50x executemany.
+                    columns = ", ".join(f"unnest(?::{t}[])" for t in types)
+                    self.db.execute(
+                        f"INSERT INTO {table} SELECT * FROM (SELECT {columns}) {conflict}",
+                        [list(column) for column in zip(*rows, strict=True)],
+                    )
         new = len(kept - known)
         refused = list(dict.fromkeys(refused))
         return {
@@ -555,6 +579,32 @@ class Store:
                    WHERE kind = ? AND list_contains(?, key)""",
                 [utcnow(), kind, keys],
             )
+
+    def add_listed_videos(self, pending: list[str], complete: list[str]) -> int:
+        """Register the videos a listing gave as targets, in one statement: `pending` ones still need
+        their page; `complete` ones (their item held every field) are marked done, new or pending,
+        as their page is not needed. Known targets otherwise keep their state. Returns how many of
+        `complete` were marked done. Invalid ids are skipped."""
+        done = set(filter(ids.is_valid_id, complete))
+        keys = sorted(done) + sorted(set(filter(ids.is_valid_id, pending)) - done)
+        if not keys:
+            return 0
+        statuses = ["done"] * len(done) + ["pending"] * (len(keys) - len(done))
+        with self.writing():
+            # Each key's conflict is answered by the index; an UPDATE ... WHERE key IN (...) scans
+            # every target instead, 9 ms a page at 290,000 videos.
+            changed = self.db.execute(
+                """INSERT INTO crawl_targets
+                   SELECT 'video', key, NULL, NULL, status, CASE status WHEN 'done' THEN 1 ELSE 0 END,
+                          NULL, ?
+                   FROM (SELECT unnest(?::VARCHAR[]) AS key, unnest(?::VARCHAR[]) AS status)
+                   ON CONFLICT DO UPDATE SET status = 'done', attempts = crawl_targets.attempts + 1,
+                       last_error = NULL, updated_at = excluded.updated_at
+                   WHERE crawl_targets.status = 'pending' AND excluded.status = 'done'
+                   RETURNING status""",
+                [utcnow(), keys, statuses],
+            ).fetchall()
+        return sum(status == "done" for (status,) in changed)
 
     def discovered(self, source: str) -> int:
         return self.db.execute("SELECT count(*) FROM videos WHERE source = ?", [source]).fetchone()[0]

@@ -1,8 +1,8 @@
 """`tkds shard`: select → prepare (transcode) → dedupe → split → write, from the collector's DuckDB.
 
-Each video is prepared once into OUT/.work/ID/ (kept across a killed run), so near-duplicate detection
-can use the frame hashes that the transcode produced for free. Shards are then written whole
-(`tkds.dataset.write`), and `dataset.json` names them (`tkds.dataset.manifest`).
+Each video is prepared once into OUT/.work/ID/ (kept across a killed run, `tkds.dataset.prepare`), so
+near-duplicate detection can use the frame hashes that the transcode produced for free. Shards are then
+written whole (`tkds.dataset.write`), and `dataset.json` names them (`tkds.dataset.manifest`).
 
 OUT is held with an exclusive lock for the whole build and belongs to one source database (recorded in
 OUT/.build.json with the settings). Nothing is reused unless it is provably the same: the whole build when
@@ -18,31 +18,24 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
 from tkds import ids
 from tkds.collector.store import Store, utcnow
-from tkds.console import progress_bar
 from tkds.dataset.card import write_card
 from tkds.dataset.dedupe import duplicate_clusters
 from tkds.dataset.manifest import FORMAT_VERSION, SHARD_URL, read_manifest, verify_shards, write_manifest
+from tkds.dataset.prepare import check_workers, encoded, prepare_all
 from tkds.dataset.select import KINDS, Candidate, read_labels, select_candidates
 from tkds.dataset.split import SPLIT_METHODS, SPLITS, assign_splits, check_ratios
-from tkds.dataset.transcode import (
-    Prepared,
-    TranscodeParams,
-    load_prepared,
-    passthrough,
-    prepare,
-    prepare_photo,
-)
+from tkds.dataset.transcode import TranscodeParams
 from tkds.dataset.write import own_folder, write_splits
 from tkds.errors import TkdsError
 from tkds.files import LOCK_NAME, exclusive_folder, write_json
@@ -86,6 +79,18 @@ class ShardSummary:
     bytes: int = 0
     prepare_s: float = 0.0
     wall_s: float = 0.0
+    steps: dict[str, float] = field(default_factory=dict)  # step (select, …, manifest) -> seconds
+    steps_cpu: dict[str, float] = field(default_factory=dict)  # the same in this process's CPU seconds
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time the block as step `name`, in wall and CPU seconds (added up when it runs twice)."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.steps[name] = self.steps.get(name, 0.0) + time.perf_counter() - wall
+            self.steps_cpu[name] = self.steps_cpu.get(name, 0.0) + time.process_time() - cpu
 
     @property
     def failures_by_reason(self) -> Counter:
@@ -141,13 +146,15 @@ def build_shards(
     """Build WebDataset shards with leak-free splits from the videos in `db` whose media is ok."""
     params = params or ShardParams()
     check_params(params)
+    workers = check_workers(workers)
     started = time.perf_counter()
     out, db = Path(out), Path(db)
     summary = ShardSummary()
     cut = _parse_cut(params.cut_date)
     with Store.open(db, create=False) as store, exclusive_folder(out, "--out"):
         new_config = _claim_out(out, params, db)
-        candidates, summary.refused = select_candidates(store.db, params.where, db, params.kind)
+        with summary.step("select"):
+            candidates, summary.refused = select_candidates(store.db, params.where, db, params.kind)
         if not candidates:
             raise TkdsError(
                 f"no {'photo posts' if params.kind == 'photo' else 'videos'} selected from {db}: "
@@ -157,37 +164,45 @@ def build_shards(
                 + (" or --kind" if params.kind != "all" else "")
             )
         if params.labels:
-            labels = read_labels(Path(params.labels))
-            for video in candidates:
-                video.labels.update(labels.get(video.id, {}))
+            with summary.step("select"):
+                labels = read_labels(Path(params.labels))
+                for video in candidates:
+                    video.labels.update(labels.get(video.id, {}))
         if new_config:  # only once the selection works: a mistyped --where must not claim OUT
             write_json(out / BUILD_CONFIG, new_config, indent=1)
         summary.selected = len(candidates)
-        fingerprint = _fingerprint(candidates, params)
-        if _up_to_date(out, fingerprint):
-            return _summary_of_finished(out, started, summary.refused)
+        with summary.step("fingerprint"):
+            fingerprint = _fingerprint(candidates, params)
+            if _up_to_date(out, fingerprint):
+                return _summary_of_finished(out, started, summary.refused)
         dataset = str(out.resolve())
         work = own_folder(out, WORK_DIR)
-        prepared = _prepare_all(candidates, work, params, workers, progress, summary)
-        by_sha = {video.sha256: prepared[video.id] for video in candidates if video.id in prepared}
-        usable = [video for video in candidates if video.sha256 in by_sha]
-        hashes = {video_id: p.frame_hash for video_id, p in prepared.items()}
-        clusters = duplicate_clusters(usable, hashes)
-        _record_media_hashes(store, hashes, clusters)
-        kept = [video for video in usable if clusters.get(video.id, video.id) == video.id]
-        summary.duplicates = len(usable) - len(kept)
-        # the dropped duplicates too: they tie their authors to their keeper's split
-        splits = assign_splits(usable, params.split_by, params.ratios, params.seed, cut, clusters)
-        prep_of = {video.id: by_sha[video.sha256] for video in kept}
-        shard_rows = write_splits(out, work, kept, prep_of, splits, params, summary, progress)
-        rows = [(v, splits[v], shard, "ok", None) for v, shard in shard_rows.items()]
-        rows += [(v, None, None, "duplicate", f"duplicate of {k}") for v, k in clusters.items() if v != k]
-        rows += [(v, None, None, "failed", reason) for v, reason in summary.failures.items()]
-        _record_samples(store, dataset, rows)
-        summary.wall_s = time.perf_counter() - started
-        manifest = write_manifest(out, params, summary, db, kept, fingerprint)
-        write_card(out, manifest, kept, splits)
-        shutil.rmtree(work, ignore_errors=True)  # OUT/.work, checked to be a real folder inside OUT
+        with summary.step("prepare"):
+            prepared = prepare_all(candidates, work, params, workers, progress, summary)
+        with summary.step("dedupe"):
+            by_sha = {video.sha256: prepared[video.id] for video in candidates if video.id in prepared}
+            usable = [video for video in candidates if video.sha256 in by_sha]
+            hashes = {video_id: p.frame_hash for video_id, p in prepared.items()}
+            clusters = duplicate_clusters(usable, hashes)
+            _record_media_hashes(store, hashes, clusters)
+            kept = [video for video in usable if clusters.get(video.id, video.id) == video.id]
+            summary.duplicates = len(usable) - len(kept)
+        with summary.step("split"):
+            # the dropped duplicates too: they tie their authors to their keeper's split
+            splits = assign_splits(usable, params.split_by, params.ratios, params.seed, cut, clusters)
+        with summary.step("write"):
+            prep_of = {video.id: by_sha[video.sha256] for video in kept}
+            shard_rows = write_splits(out, work, kept, prep_of, splits, params, summary, progress)
+        with summary.step("record"):
+            rows = [(v, splits[v], shard, "ok", None) for v, shard in shard_rows.items()]
+            rows += [(v, None, None, "duplicate", f"duplicate of {k}") for v, k in clusters.items() if v != k]
+            rows += [(v, None, None, "failed", reason) for v, reason in summary.failures.items()]
+            _record_samples(store, dataset, rows)
+        with summary.step("manifest"):
+            summary.wall_s = time.perf_counter() - started
+            manifest = write_manifest(out, params, summary, db, kept, fingerprint)
+            write_card(out, manifest, kept, splits)
+            shutil.rmtree(work, ignore_errors=True)  # OUT/.work, checked to be a real folder inside OUT
     return summary
 
 
@@ -204,8 +219,8 @@ def _fingerprint(candidates: list[Candidate], params: ShardParams) -> str:
     settings = {"format_version": FORMAT_VERSION, "recipe": recipes, "params": asdict(params)}
     digest.update(json.dumps(settings, default=str, sort_keys=True).encode())
     for video in candidates:
-        computed = _encoded(video, params.size)
-        facts = vars(video) | {
+        computed = encoded(video, params.size)
+        facts = {column.name: getattr(video, column.name) for column in fields(video)} | {
             "media": {k: v for k, v in video.media.items() if k != "frame_hash" or not computed}
         }
         digest.update(json.dumps(facts, default=str, sort_keys=True).encode())
@@ -283,81 +298,6 @@ def _claim_out(out: Path, params: ShardParams, db: Path) -> dict | None:
     else:
         return wanted
     return None
-
-
-def _prepare_all(
-    candidates: list[Candidate],
-    work: Path,
-    params: ShardParams,
-    workers: int | None,
-    progress: bool,
-    summary: ShardSummary,
-) -> dict[str, Prepared]:
-    """Prepare one video per distinct sha256 (exact copies share it), reusing earlier runs' work."""
-    transcode = TranscodeParams(size=params.size, fps=params.fps)
-    prepared: dict[str, Prepared] = {}
-    pending: list[Candidate] = []
-    seen: set[str] = set()
-    for video in sorted(candidates, key=lambda v: (v.create_time or 0, v.id)):
-        if video.sha256 in seen:
-            continue
-        seen.add(video.sha256)
-        encoded = _encoded(video, params.size)
-        earlier = load_prepared(work, video.id, video.sha256, transcode, video.kind) if encoded else None
-        if earlier:
-            prepared[video.id] = earlier
-        elif missing := _missing_media(video):
-            summary.failures[video.id] = missing
-        elif not encoded:
-            prepared[video.id] = passthrough(video.id, video.path, video.media, video.sha256)
-        else:
-            pending.append(video)
-    started = time.perf_counter()
-    with (
-        ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool,
-        progress_bar("transcode", len(pending), enabled=progress) as bar,
-    ):
-        results = pool.map(lambda v: _prepare(v, work, transcode), pending)
-        for video, result in zip(pending, results, strict=True):
-            if result.error is None:
-                prepared[video.id] = result
-            elif result.error.startswith("disk_full"):
-                raise TkdsError(
-                    f"video {video.id}: no space left on device while transcoding into {work}; "
-                    "free space and re-run the same command to resume"
-                )
-            else:
-                summary.failures[video.id] = result.error
-            bar.advance(0)
-    summary.prepare_s = time.perf_counter() - started
-    summary.prepared = len(prepared)
-    return prepared
-
-
-def _encoded(video: Candidate, size: int) -> bool:
-    """Whether the build encodes this post (and computes its frame hashes): every post at a size, and a
-    photo post's slideshow even at --size 0."""
-    return bool(size) or video.kind == "photo"
-
-
-def _missing_media(video: Candidate) -> str | None:
-    """Why a selected video or photo post cannot be prepared from its files, or None."""
-    if video.kind != "photo":
-        files = [video.path]
-    elif not video.images:
-        return "missing: no images are recorded for this photo post; re-collect it"
-    else:
-        files = [Path(image["path"]) for image in video.images] + ([video.path] if video.path else [])
-    for path in files:
-        if path is None or not path.is_file():
-            return f"missing: media file {path} is gone; re-collect it"
-    return None
-
-
-def _prepare(video: Candidate, work: Path, transcode: TranscodeParams) -> Prepared:
-    if video.kind == "photo":
-        return prepare_photo(video.id, video.images, video.path, work, transcode, video.media, video.sha256)
-    return prepare(video.id, video.path, work, transcode, video.media, video.sha256)
 
 
 def _record_media_hashes(store: Store, hashes: dict[str, str], clusters: dict[str, str]) -> None:

@@ -12,6 +12,7 @@ must be one SQL expression, run where it cannot write.
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -46,6 +47,11 @@ WHERE v.id NOT IN (SELECT video_id FROM takedown) AND list_contains(?, coalesce(
 ORDER BY v.id
 """
 INVALID_ID = "invalid_id"
+BATCH_ROWS = 10_000  # rows fetched at a time: the selection never holds every raw row at once
+# What a build holds per selected video at its peak (its candidate, prepared facts and the dedupe index):
+# 290,000 videos peaked at about 1.7 GB, DuckDB's memory_limit included (benchmarks/shard_scale.py).
+BYTES_PER_VIDEO = 5_000
+RESERVED_BYTES = 768 * 2**20  # DuckDB's memory_limit (the store's 512 MB) and the process itself
 KINDS = {"video": ["video"], "photo": ["photo"], "all": ["video", "photo"]}  # --kind -> videos.kind
 
 
@@ -53,9 +59,10 @@ VIDEO_COUNTS = ("plays", "likes", "comments", "shares", "collects", "observed_at
 AUTHOR_COUNTS = ("followers", "following", "hearts", "videos")
 MEDIA_FACTS = ("width", "height", "fps", "duration_s", "has_audio", "vcodec", "acodec", "frame_hash",
                "video_stream", "audio_stream")  # fmt: skip
+SHARED_FACTS = ("vcodec", "acodec")  # a handful of values over all videos
 
 
-@dataclass
+@dataclass(slots=True)  # no per-video __dict__: 290,000 of them are held at once
 class Candidate:
     """A video with usable media, and everything its sample json will say about it."""
 
@@ -97,9 +104,26 @@ def select_candidates(
     (`invalid_id: …`, quoting a short prefix of the id, never the id itself as a path).
     """
     query = SELECT_VIDEOS.format(where=_checked_where(where))
+    candidates: list[Candidate] = []
+    refused: list[str] = []
+    shared: dict = {}  # one object for equal values that many videos repeat (an author's, a sound's)
+    free = available_memory()
+    most = None if free is None else most_videos(free)
+    collecting = gc.isenabled()
+    gc.disable()  # candidates hold no cycles: full collections while 290,000 are made cost 40% of the CPU
     db.execute("BEGIN TRANSACTION")  # rolled back: whatever the selection did is undone
     try:
-        rows = db.execute(query, [KINDS[kind]]).fetchall()
+        result = db.execute(query, [KINDS[kind]])
+        while rows := result.fetchmany(BATCH_ROWS):
+            for row in rows:
+                _read_row(row, db_path, shared, candidates, refused)
+            if most is not None and len(candidates) > most:
+                raise TkdsError(
+                    f"--db {db_path}: more than {most:,} videos selected, the most this machine's free "
+                    f"memory ({free / 2**30:.1f} GB) can build at once (about "
+                    f"{BYTES_PER_VIDEO // 1000} KB each); build it in parts with --where (for example "
+                    "one --out per year of v.create_time), or use a machine with more memory"
+                )
     except duckdb.Error as error:
         raise TkdsError(
             f"--where {ids.preview(where)} is not valid SQL here: "
@@ -107,33 +131,68 @@ def select_candidates(
         ) from None
     finally:
         db.execute("ROLLBACK")
-    candidates, refused = [], []
-    for row in rows:
-        (vid, author, unique_id, music, title, text, created, source, path, sha, size, *rest) = row
-        if not ids.is_valid_id(vid):
-            refused.append(f"{INVALID_ID}: {_reason(vid)}")
-            continue
-        facts, counts, tags, post_kind, images = rest[:10], rest[10:20], rest[20], rest[21], rest[22]
-        if post_kind == "photo":
-            images = [image | {"path": _media_path(image["path"], db_path)} for image in images]
-            sha = photo_digest(sha, images)
-        candidates.append(
-            Candidate(
-                id=vid, author_id=author if ids.is_valid_id(author) else None,
-                author_unique_id=unique_id if ids.is_valid_username(unique_id) else None,
-                music_id=music, music_title=title,
-                description=text,
-                create_time=created, source=source, sha256=sha, bytes=size,
-                path=None if path is None else _media_path(path, db_path),
-                stats=dict(zip(VIDEO_COUNTS, counts[:6], strict=True)),
-                author_stats=dict(zip(AUTHOR_COUNTS, counts[6:], strict=True)),
-                hashtags=list(tags),
-                media=dict(zip(MEDIA_FACTS, facts, strict=True)),
-                labels={"target": source},
-                kind=post_kind, images=images if post_kind == "photo" else [],
-            )
-        )  # fmt: skip
+        if collecting:
+            gc.enable()
     return candidates, refused
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still get: Linux's MemAvailable, or less where a cgroup (a
+    container) caps it; None where neither is known."""
+    limits = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            limits += [int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        cgroup = Path("/sys/fs/cgroup")
+        limits.append(int((cgroup / "memory.max").read_text()) - int((cgroup / "memory.current").read_text()))
+    except (OSError, ValueError):  # no cgroup v2 here, or "max": no cap
+        pass
+    return min(limits) if limits else None
+
+
+def most_videos(free: int) -> int:
+    """The most videos one build can select with `free` bytes of memory."""
+    return max(0, free - RESERVED_BYTES) // BYTES_PER_VIDEO
+
+
+def _read_row(
+    row: tuple, db_path: Path, shared: dict, candidates: list[Candidate], refused: list[str]
+) -> None:
+    """Append the row's `Candidate`, or the reason its video id is refused."""
+    (vid, author, unique_id, music, title, text, created, source, path, sha, size, *rest) = row
+    if not ids.is_valid_id(vid):
+        refused.append(f"{INVALID_ID}: {_reason(vid)}")
+        return
+    facts, counts, tags, post_kind, images = rest[:10], rest[10:20], rest[20], rest[21], rest[22]
+    if post_kind == "photo":
+        images = [image | {"path": _media_path(image["path"], db_path)} for image in images]
+        sha = photo_digest(sha, images)
+
+    def one(value: object) -> object:
+        return shared.setdefault(value, value)
+
+    candidates.append(
+        Candidate(
+            id=vid, author_id=one(author) if ids.is_valid_id(author) else None,
+            author_unique_id=one(unique_id) if ids.is_valid_username(unique_id) else None,
+            music_id=one(music), music_title=one(title),
+            description=text,
+            create_time=created, source=one(source), sha256=sha, bytes=size,
+            path=None if path is None else _media_path(path, db_path),
+            stats=dict(zip(VIDEO_COUNTS, counts[:6], strict=True)),
+            # an author's counts are one dict for all their videos (nothing changes them)
+            author_stats=shared.setdefault(("author_stats", author, *counts[6:]),
+                                           dict(zip(AUTHOR_COUNTS, counts[6:], strict=True))),
+            hashtags=[one(tag) for tag in tags],
+            media={name: one(fact) if name in SHARED_FACTS else fact
+                   for name, fact in zip(MEDIA_FACTS, facts, strict=True)},
+            labels={"target": source},
+            kind=one(post_kind), images=images if post_kind == "photo" else [],
+        )
+    )  # fmt: skip
 
 
 def _reason(video_id: object) -> str:

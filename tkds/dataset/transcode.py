@@ -48,6 +48,9 @@ PHOTO_VERSION = 1
 IMAGE_SUFFIXES = ("jpg", "png", "webp")  # what the collector stores; an image's member is imgN.SUFFIX
 IMAGE_MEMBER = re.compile(rf"img[0-9]{{1,4}}\.(?:{'|'.join(IMAGE_SUFFIXES)})")
 THUMB_CHAIN = "thumbnail=30,format=yuvj420p[thumb]"  # the most representative frame of the first 30
+# Each ffmpeg decodes and filters on one thread (x264 already encodes on one): a build scales by its
+# --workers alone, with no CPU spent on threads contending for the other workers' cores. Same bytes.
+ONE_THREAD = ("-threads", "1")  # before an input: its decoder's
 HASH_CHAIN = f"fps=1,scale={HASH_SIDE}:{HASH_SIDE}:flags=area,format=gray[hash]"
 
 
@@ -72,7 +75,7 @@ class TranscodeParams:
         return json.dumps({**settings, **asdict(self)}, sort_keys=True)
 
 
-@dataclass
+@dataclass(slots=True)  # one per prepared video, 290,000 of them held at once
 class Prepared:
     """The files and facts of one prepared video, or its error."""
 
@@ -258,7 +261,9 @@ def _run_ffmpeg(source: Path, out: Path, prepared: Prepared, params: TranscodePa
         f"[0:{prepared.video_stream}]fps={params.fps},scale={prepared.width}:{prepared.height}:"
         f"flags=bicubic,format=yuv420p,split=3[video][t][h];[t]{THUMB_CHAIN};[h]{HASH_CHAIN}"
     )
-    return _encode(["-i", str(source)], graph, f"0:{prepared.audio_stream}", out, prepared, params)
+    return _encode(
+        [*ONE_THREAD, "-i", str(source)], graph, f"0:{prepared.audio_stream}", out, prepared, params
+    )
 
 
 def _encode(
@@ -266,7 +271,8 @@ def _encode(
 ) -> str | None:
     """One ffmpeg run from `inputs`: `video_graph` makes [video], [thumb] and [hash]; the audio stream
     `audio` (when `prepared.has_audio`) becomes the mp4's AAC and the flac sidecar."""
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-y", *inputs]
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-y"]
+    command += ["-filter_complex_threads", "1", *inputs]
     graph = [video_graph]
     keyframe = max(1, round(params.fps))
     outputs = ["-map", "[video]"]
@@ -364,14 +370,14 @@ def prepare_photo(
     inputs, chains = [], []
     for slot, count in enumerate(slots):
         inputs += ["-loop", "1", "-framerate", f"{params.fps:g}", "-t", f"{(count + 0.5) / params.fps:.6f}"]
-        inputs += ["-i", str(images[slot % len(images)]["path"])]
+        inputs += [*ONE_THREAD, "-i", str(images[slot % len(images)]["path"])]
         chains.append(
             f"[{slot}:v]trim=end_frame={count},scale={prepared.width}:{prepared.height}:"
             "force_original_aspect_ratio=decrease:flags=bicubic:out_range=tv,"
             f"pad={prepared.width}:{prepared.height}:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p[s{slot}]"
         )  # JPEGs are full range; H.264 yuv420p is tv range
     if has_audio:
-        inputs += ["-t", f"{prepared.duration_s:.6f}", "-i", str(sound)]
+        inputs += ["-t", f"{prepared.duration_s:.6f}", *ONE_THREAD, "-i", str(sound)]
     graph = ";".join(chains) + ";" + "".join(f"[s{slot}]" for slot in range(len(slots)))
     graph += f"concat=n={len(slots)}:v=1:a=0,fps={params.fps},split=3[video][t][h];[t]{THUMB_CHAIN};"
     graph += f"[h]{HASH_CHAIN}"

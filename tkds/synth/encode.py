@@ -19,8 +19,12 @@ from PIL import Image
 
 from tkds.errors import TkdsError
 
+DEFAULT_CRF = 23  # x264's default quality; a re-encoded near duplicate uses another
 
-def encode_mp4(frames: np.ndarray, audio: np.ndarray, sample_rate: int, fps: int, out: Path) -> None:
+
+def encode_mp4(
+    frames: np.ndarray, audio: np.ndarray, sample_rate: int, fps: int, out: Path, crf: int = DEFAULT_CRF
+) -> None:
     """Encode RGB frames (T, H, W, 3) and mono float32 audio to `out`, written under a temporary name.
 
     Raw frames go through stdin and the audio through a second pipe, so nothing touches the disk
@@ -34,7 +38,7 @@ def encode_mp4(frames: np.ndarray, audio: np.ndarray, sample_rate: int, fps: int
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0",
         "-f", "f32le", "-ar", str(sample_rate), "-ac", "1", "-i", f"pipe:{read_fd}",
         "-map", "0:v", "-map", "1:a",
-        "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p", "-threads", "1",
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p", "-threads", "1",
         "-c:a", "aac", "-aac_coder", "fast", "-b:a", "64k",
         "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1",
         "-movflags", "+faststart", "-f", "mp4", str(partial),

@@ -8,7 +8,7 @@ is computed on exactly the process that made the data.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -48,6 +48,7 @@ VISUAL_SCATTER = np.array([8.0, 0.08, 0.15, 0.15, 0.6])
 PAIR_HUE_OFFSET = 6.0  # degrees either side of the pair's hue: the only visual cue inside a pair
 AUTHOR_HUE_SD = 10.0
 OUTLIER_SCALE = 3.5
+MAX_NEAR_DUPLICATES = 0.5  # a near duplicate needs an earlier original of its own category
 
 LIKES_MODEL = {
     "intercept": 1.5,
@@ -84,6 +85,8 @@ class SynthConfig:
     observed_at: int = 1793491200  # 2026-11-01 UTC: the clock the counts are observed at
     history_days: int = 540
     photo_share: float = 0.0  # the share of posts that are photo posts (images + a sound)
+    media_pool: int | None = None  # render only this many video clips, shared by all video posts
+    near_duplicates: float = 0.0  # the share of posts that are near duplicates of an earlier video
 
     def __post_init__(self) -> None:
         if self.videos < 1:
@@ -101,6 +104,31 @@ class SynthConfig:
             raise TkdsError(f"--categories must be 2..32 (got {self.categories})")
         if not 0.0 <= self.photo_share <= 1.0:
             raise TkdsError(f"--photo-share must be a fraction 0..1 (got {self.photo_share:g})")
+        pool = self.media_pool
+        if pool is not None and (isinstance(pool, bool) or not isinstance(pool, int) or pool < 1):
+            raise TkdsError(f"--media-pool must be a whole number of at least 1 (got {pool!r})")
+        if pool is not None and pool > self.videos:
+            raise TkdsError(
+                f"--media-pool {pool} is more clips than --videos {self.videos}; use at most that many"
+            )
+        if not 0.0 <= self.near_duplicates <= MAX_NEAR_DUPLICATES:
+            raise TkdsError(
+                f"--near-duplicates must be a fraction 0..{MAX_NEAR_DUPLICATES:g} "
+                f"(got {self.near_duplicates:g})"
+            )
+        if pool is not None and self.near_duplicates:
+            raise TkdsError(
+                "--near-duplicates needs distinct clips, and --media-pool makes them byte-identical copies; "
+                "drop one of the two"
+            )
+
+    def record(self) -> dict:
+        """The arguments as JSON, leaving out the options at their defaults that older corpora lack."""
+        values = {**asdict(self), "seconds": list(self.seconds)}
+        for name, default in (("media_pool", None), ("near_duplicates", 0.0)):
+            if values[name] == default:
+                del values[name]
+        return values
 
 
 @dataclass(frozen=True)

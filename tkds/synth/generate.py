@@ -3,6 +3,11 @@
 Photo posts (a share of the posts, `photo_share`) get images/ID/NN.jpeg instead of an mp4, and their
 sound's audio as sounds/MUSIC_ID.mp3.
 
+With a media pool (`media_pool` K), only K clips are rendered, to pool/NNNN.mp4, and every media/ID.mp4
+is a relative link to one of them; a photo post's images and sound link to pooled stills and sounds
+in the same way. Near duplicates (`near_duplicates`) are posts whose frames derive from an earlier
+video's (`tkds.synth.duplicates`).
+
 Every file is written under a temporary name and renamed, and `corpus.json` comes last, so a killed
 run never looks complete; re-running the same command renders only what is missing.
 """
@@ -16,7 +21,7 @@ import os
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +31,8 @@ from tkds.console import progress_bar
 from tkds.errors import TkdsError
 from tkds.files import write_json
 from tkds.synth.audio import render_soundtrack
-from tkds.synth.encode import encode_jpeg, encode_mp3, encode_mp4
+from tkds.synth.duplicates import KINDS, SOURCE_BACKDROPS, Variant, apply_variant, plan_variant
+from tkds.synth.encode import DEFAULT_CRF, encode_jpeg, encode_mp3, encode_mp4
 from tkds.synth.factors import (
     CAPTION_WORDS,
     FORMULA,
@@ -55,6 +61,9 @@ PHOTO_IMAGES = (2, 6)  # images per photo post, both ends included
 # Photo aspect ratios (height / width): TikTok's photo mode is mostly 3:4 and 9:16 portraits.
 PHOTO_ASPECTS = (4 / 3, 16 / 9)
 PHOTO_MIXED_ASPECT_PROB = 0.2  # an image of a post in the post's other aspect, as real posts mix
+POOL_NOTE = (
+    "byte-identical pooled clips: for the metadata path and media throughput, not for learning or dedupe"
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,14 @@ class VideoJob:
     snr_db: float
     audio_seed: int
     images: tuple[VisualSpec, ...] = ()
+    variant: Variant | None = None  # a near duplicate: its frames are `visual`'s, changed by this
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the mp4's frames."""
+        if self.variant and self.variant.size:
+            return self.variant.size
+        return self.visual.width, self.visual.height
 
     @property
     def is_photo(self) -> bool:
@@ -100,6 +117,14 @@ class SoundJob:
 
 
 @dataclass(frozen=True)
+class StillJob:
+    """A pooled photo image: one still of a photo post's visual spec."""
+
+    spec: VisualSpec
+    jpeg: Path
+
+
+@dataclass(frozen=True)
 class VideoResult:
     name: str  # "video <id>", "photo post <id>" or "sound <id>"
     render_s: float = 0.0
@@ -118,6 +143,9 @@ class SynthSummary:
     encode_s: float = 0.0
     bayes_r2: dict = field(default_factory=dict)
     photos: int = 0  # of `videos`, how many are photo posts
+    pooled: int = 0  # files in the media pool (clips, stills and sounds) that every post links to
+    rendering_s: float = 0.0  # wall time of the rendering step, the rest is planning and writing
+    near_duplicates: int = 0
 
     @property
     def videos_per_s(self) -> float:
@@ -151,12 +179,30 @@ def render_video(job: VideoJob) -> VideoResult:
                 encode_jpeg(image, path)
         else:
             frames, audio = render_media(job)
+            crf = DEFAULT_CRF
+            if job.variant:
+                frames, crf = apply_variant(frames, job.variant), job.variant.crf
             rendered = time.perf_counter()
-            encode_mp4(frames, audio, job.sample_rate, job.visual.fps, job.mp4)
+            encode_mp4(frames, audio, job.sample_rate, job.visual.fps, job.mp4, crf=crf)
         return VideoResult(name, rendered - start, time.perf_counter() - rendered)
     except TkdsError as error:
         return VideoResult(name, error=str(error))
     except Exception as error:  # reported per post, with its id, by the caller
+        return VideoResult(name, error=f"{type(error).__name__}: {error}")
+
+
+def render_still(job: StillJob) -> VideoResult:
+    """A pooled photo image as a JPEG."""
+    name = f"pooled image {job.jpeg.parent.name}/{job.jpeg.name}"
+    try:
+        start = time.perf_counter()
+        image = render_frames(job.spec)[0]
+        rendered = time.perf_counter()
+        encode_jpeg(image, job.jpeg)
+        return VideoResult(name, rendered - start, time.perf_counter() - rendered)
+    except TkdsError as error:
+        return VideoResult(name, error=str(error))
+    except Exception as error:
         return VideoResult(name, error=f"{type(error).__name__}: {error}")
 
 
@@ -181,6 +227,23 @@ def _seed_int(*key: int) -> int:
 
 
 @dataclass
+class MediaPool:
+    """The few files that every post's media links to, and which one each post's media is."""
+
+    clips: list[VideoJob]  # pool/NNNN.mp4, rendered from the first video posts' jobs
+    stills: list[StillJob]  # pool/images/WxH/NNNN.jpeg, from the first photo posts' images of that size
+    sounds: list[SoundJob]  # pool/sounds/Ns.mp3, one per sound length in seconds
+    clip_of: dict[int, int]  # post index -> its clip
+    stills_of: dict[int, list[Path]]  # photo post index -> its images' pooled stills, in slideshow order
+    sound_of: dict[str, Path]  # music id -> its pooled sound, of the same whole length
+
+    @property
+    def files(self) -> list[Path]:
+        clips, stills = [job.mp4 for job in self.clips], [job.jpeg for job in self.stills]
+        return clips + stills + [job.mp3 for job in self.sounds]
+
+
+@dataclass
 class CorpusPlan:
     """The corpus decided in full before any pixel is drawn."""
 
@@ -194,10 +257,21 @@ class CorpusPlan:
     likes_terms: dict[str, np.ndarray]
     jobs: list[VideoJob]
     sound_jobs: list[SoundJob] = field(default_factory=list)
+    pool: MediaPool | None = None
 
     @property
     def photos(self) -> int:
         return sum(job.is_photo for job in self.jobs)
+
+    @property
+    def near_duplicates(self) -> list[VideoJob]:
+        return [job for job in self.jobs if job.variant]
+
+    def media_job(self, index: int) -> VideoJob:
+        """The job whose mp4 a video post's media/ID.mp4 is: its own, or its pooled clip's."""
+        if self.pool is None or self.jobs[index].is_photo:
+            return self.jobs[index]
+        return self.pool.clips[self.pool.clip_of[index]]
 
 
 def plan_corpus(config: SynthConfig, out: Path) -> CorpusPlan:
@@ -298,6 +372,8 @@ def plan_corpus(config: SynthConfig, out: Path) -> CorpusPlan:
         sounds.append(sound)
         captions.append(caption)
         tags.append(video_tags)
+    if config.near_duplicates:
+        _plant_near_duplicates(config, world, draws, jobs)
     sound_jobs: dict[str, SoundJob] = {}
     for job in jobs:  # the first photo post on a sound decides its voice level
         if job.is_photo and job.sound.id not in sound_jobs:
@@ -308,9 +384,109 @@ def plan_corpus(config: SynthConfig, out: Path) -> CorpusPlan:
                 snr_db=job.snr_db,
                 audio_seed=job.audio_seed,
             )
-    return CorpusPlan(
+    plan = CorpusPlan(
         world, draws, ids, sounds, captions, tags, counts, terms, jobs, list(sound_jobs.values())
     )
+    if config.media_pool:
+        plan.pool = _plan_pool(config.media_pool, jobs, plan.sound_jobs, out / "pool")
+    return plan
+
+
+def _plant_near_duplicates(
+    config: SynthConfig, world: World, draws: VideoDraws, jobs: list[VideoJob]
+) -> None:
+    """Make about `near_duplicates` of the video posts re-uploads of an earlier video of their category.
+
+    In creation order, a chosen post takes the frames of a random earlier original of its own category
+    whose author's backdrop pHash can match (`SOURCE_BACKDROPS`), changed by the next kind in turn
+    (so every kind appears early); one with no such original stays an original. Its own draws stay:
+    author, caption, sound and soundtrack, counts. Which posts are chosen is its own seeded stream, so
+    every other post keeps its bytes.
+    """
+    chosen = np.random.default_rng(np.random.SeedSequence([config.seed, 12])).random(config.videos)
+    chosen = chosen < config.near_duplicates
+    pick = np.random.default_rng(np.random.SeedSequence([config.seed, 13]))
+    originals: dict[int, list[int]] = {}
+    planted = 0
+    for i in np.argsort(draws.create_time, kind="stable").tolist():
+        job = jobs[i]
+        if job.is_photo:
+            continue
+        earlier = originals.setdefault(int(draws.category[i]), [])
+        if not chosen[i] or not earlier:
+            if world.authors[draws.author[i]].background in SOURCE_BACKDROPS:
+                earlier.append(i)
+            continue
+        source = jobs[earlier[int(pick.integers(len(earlier)))]]
+        variant = plan_variant(
+            KINDS[planted % len(KINDS)],
+            source.video_id,
+            config.width,
+            config.height,
+            world.authors[draws.author[source.index]].unique_id,
+            np.random.default_rng(_seed_int(config.seed, 14, i)),
+        )
+        jobs[i] = replace(job, visual=source.visual, seconds=source.seconds, variant=variant)
+        planted += 1
+
+
+def _plan_pool(size: int, jobs: list[VideoJob], sound_jobs: list[SoundJob], folder: Path) -> MediaPool:
+    """`size` clips from the first video posts, each video post on clip (its rank among them) % size;
+    up to `size` stills per image size from the first photo posts, each image on the next still of its
+    size in turn; and one sound per whole length in seconds, from the first sound of that length."""
+    videos = [job for job in jobs if not job.is_photo]
+    clips = [replace(job, mp4=folder / f"{rank:04d}.mp4") for rank, job in enumerate(videos[:size])]
+    clip_of = {job.index: rank % len(clips) for rank, job in enumerate(videos)}
+    stills: dict[tuple[int, int], list[StillJob]] = {}
+    uses: Counter = Counter()
+    stills_of: dict[int, list[Path]] = {}
+    for job in jobs:
+        for spec in job.images:
+            key = (spec.width, spec.height)
+            pooled = stills.setdefault(key, [])
+            if len(pooled) < size:
+                name = f"{key[0]}x{key[1]}/{len(pooled):04d}.jpeg"
+                pooled.append(StillJob(spec, folder / "images" / name))
+            stills_of.setdefault(job.index, []).append(pooled[uses[key] % len(pooled)].jpeg)
+            uses[key] += 1
+    by_length: dict[int, SoundJob] = {}
+    for job in sound_jobs:
+        seconds = job.sound.duration_s
+        by_length.setdefault(seconds, replace(job, mp3=folder / "sounds" / f"{seconds}s.mp3"))
+    sound_of = {job.sound.id: by_length[job.sound.duration_s].mp3 for job in sound_jobs}
+    all_stills = [still for group in stills.values() for still in group]
+    return MediaPool(clips, all_stills, list(by_length.values()), clip_of, stills_of, sound_of)
+
+
+def _link_pool(plan: CorpusPlan) -> None:
+    """Every pooled post's media as a relative link into pool/: media/ID.mp4, images/ID/NN.jpeg and
+    sounds/MUSIC_ID.mp3. A link left by a killed run is kept when it points to the same file."""
+    pool = plan.pool
+    for job in plan.jobs:
+        if job.is_photo:
+            for link, target in zip(job.outputs, pool.stills_of[job.index], strict=True):
+                _link(link, target)
+        else:
+            _link(job.mp4, pool.clips[pool.clip_of[job.index]].mp4)
+    for job in plan.sound_jobs:
+        _link(job.mp3, pool.sound_of[job.sound.id])
+
+
+def _link(link: Path, target: Path) -> None:
+    relative = os.path.relpath(target, link.parent)
+    try:
+        os.symlink(relative, link)
+    except FileExistsError:
+        if os.readlink(link) != relative:
+            os.unlink(link)
+            os.symlink(relative, link)
+    except FileNotFoundError:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(relative, link)
+    except OSError as error:
+        raise TkdsError(
+            f"cannot link {link} ({error.strerror}); free space or fix permissions, then re-run to resume"
+        ) from error
 
 
 def _photo_specs(visual: VisualSpec, config: SynthConfig, index: int) -> tuple[VisualSpec, ...]:
@@ -352,15 +528,15 @@ def _prepare_out(config: SynthConfig, out: Path) -> None:
         probe.unlink()
     except OSError as error:
         raise TkdsError(f"cannot write to {out} ({error.strerror}); choose a writable OUT") from error
-    for stale in [*out.glob("*/*.partial"), *out.glob("images/*/*.partial")]:
+    partials = ("*/*.partial", "images/*/*.partial", "pool/*/*.partial", "pool/images/*/*.partial")
+    for stale in [path for pattern in partials for path in out.glob(pattern)]:
         stale.unlink()  # left by a killed run; the file is rendered again
-    wanted = asdict(config)
-    wanted["seconds"] = list(config.seconds)
+    wanted = config.record()
     config_path = out / CONFIG_FILE
     if config_path.exists():
         previous = json.loads(config_path.read_text())
         if previous != wanted:
-            changed = sorted(k for k in wanted if previous.get(k) != wanted[k])
+            changed = sorted(k for k in wanted.keys() | previous.keys() if previous.get(k) != wanted.get(k))
             raise TkdsError(
                 f"{out} holds a partial corpus made with other arguments ({', '.join(changed)}); "
                 "re-run with the same arguments to resume, or delete it"
@@ -379,11 +555,16 @@ def generate(
     fps: int = 15,
     categories: int = 8,
     photo_share: float = 0.0,
+    media_pool: int | None = None,
+    near_duplicates: float = 0.0,
     workers: int | None = None,
     progress: bool = True,
 ) -> SynthSummary:
     """Write a SynthTok corpus of `videos` posts to `out`, about `photo_share` of them photo posts.
 
+    `media_pool` K renders only K clips (and as many stills per image size, and a sound per length)
+    that every post's media links to: full metadata for a thesis-sized corpus in minutes. About
+    `near_duplicates` of the posts are re-uploads of an earlier video, listed in the corpus card.
     A partial corpus left by a killed run with the same arguments is resumed, not redone.
     """
     config = SynthConfig(
@@ -395,6 +576,8 @@ def generate(
         fps=fps,
         categories=categories,
         photo_share=float(photo_share),
+        media_pool=media_pool,
+        near_duplicates=float(near_duplicates),
     )
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise TkdsError(f"--workers must be a whole number of at least 1 (got {workers!r})")
@@ -402,21 +585,39 @@ def generate(
     _prepare_out(config, out)
     started = time.perf_counter()
     plan = plan_corpus(config, out)
-    todo = [job for job in plan.jobs if not all(path.exists() for path in job.outputs)]
     if plan.sound_jobs:
         (out / "sounds").mkdir(exist_ok=True)
-    sounds_todo = [job for job in plan.sound_jobs if not job.mp3.exists()]
-    summary = SynthSummary(out=out, videos=videos, rendered=0, reused=videos - len(todo), photos=plan.photos)
+    if plan.pool:
+        for folder in {path.parent for path in plan.pool.files}:
+            folder.mkdir(parents=True, exist_ok=True)
+        work = [(render_video, job) for job in plan.pool.clips if not job.mp4.exists()]
+        work += [(render_still, job) for job in plan.pool.stills if not job.jpeg.exists()]
+        work += [(render_sound, job) for job in plan.pool.sounds if not job.mp3.exists()]
+        reused = len(plan.pool.files) - len(work)
+    else:
+        todo = [job for job in plan.jobs if not all(path.exists() for path in job.outputs)]
+        work = [(render_video, job) for job in todo]
+        work += [(render_sound, job) for job in plan.sound_jobs if not job.mp3.exists()]
+        reused = videos - len(todo)
+    summary = SynthSummary(
+        out=out,
+        videos=videos,
+        rendered=0,
+        reused=reused,
+        photos=plan.photos,
+        pooled=len(plan.pool.files) if plan.pool else 0,
+        near_duplicates=len(plan.near_duplicates),
+    )
 
     errors: dict[str, str] = {}
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    rendering_started = time.perf_counter()
+    workers = max(1, min(workers or os.cpu_count() or 1, len(work) or 1))
     with (
-        progress_bar("synth: rendering", len(todo) + len(sounds_todo), enabled=progress) as bar,
+        progress_bar("synth: rendering", len(work), enabled=progress) as bar,
         ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool,
     ):
         pending: set[Future] = set()
         try:
-            work = [(render_video, job) for job in todo] + [(render_sound, job) for job in sounds_todo]
             for render, job in work:  # keep the queue short so Ctrl-C stops promptly
                 pending.add(pool.submit(render, job))
                 if len(pending) >= 4 * workers:
@@ -427,19 +628,22 @@ def generate(
             pool.shutdown(wait=False, cancel_futures=True)
             raise
 
+    summary.rendering_s = time.perf_counter() - rendering_started
     if errors:
         reasons = Counter(reason.rsplit(": ", 1)[-1] for reason in errors.values())
         first_name, first_reason = next(iter(errors.items()))
         by_reason = ", ".join(f"{n}x {reason}" for reason, n in reasons.items())
-        total = videos + len(plan.sound_jobs)
+        total = len(work) + summary.reused if plan.pool else videos + len(plan.sound_jobs)
         raise TkdsError(
             f"{len(errors)} of {total} files failed ({by_reason}); "
             f"first: {first_name}: {first_reason}; fix the cause and re-run to resume"
         )
 
+    if plan.pool:
+        _link_pool(plan)
     _write_items(plan, config, out)
     summary.bayes_r2 = bayes_r2(plan.world, plan.draws)
-    write_json(out / CORPUS_FILE, _corpus_card(plan, config, summary.bayes_r2), indent=1)
+    _write_card(out / CORPUS_FILE, plan, config, summary.bayes_r2)
     summary.wall_s = time.perf_counter() - started
     return summary
 
@@ -449,24 +653,31 @@ def _collect(done: set[Future], summary: SynthSummary, errors: dict[int, str], b
         result: VideoResult = future.result()
         if result.error:
             errors[result.name] = result.error
-        elif not result.name.startswith("sound "):
+        elif not result.name.startswith(("sound ", "pooled image ")):
             summary.rendered += 1
             summary.render_s += result.render_s
             summary.encode_s += result.encode_s
         bar.advance(0)
 
 
-def _author_counts(plan: CorpusPlan) -> dict[int, AuthorCounts]:
+def _author_counts(plan: CorpusPlan) -> list[AuthorCounts]:
+    """Each author's profile counts; their videos' likes summed in one pass over the videos."""
     rng = np.random.default_rng(np.random.SeedSequence([plan.world.config.seed, 9]))
-    result = {}
+    authors = len(plan.world.authors)
+    posts = np.bincount(plan.draws.author, minlength=authors)
+    likes = [0] * authors  # Python ints: exact at any size
+    for author_index, counts in zip(plan.draws.author.tolist(), plan.counts, strict=True):
+        likes[author_index] += counts.likes
+    result = []
     for a, author in enumerate(plan.world.authors):
-        mine = np.flatnonzero(plan.draws.author == a)
-        result[a] = AuthorCounts(
-            followers=author.followers,
-            following=author.following,
-            hearts=sum(plan.counts[i].likes for i in mine) + int(author.followers * rng.uniform(2, 10)),
-            videos=len(mine) + int(rng.integers(0, 200)),
-            diggs=int(rng.integers(0, 20_000)),
+        result.append(
+            AuthorCounts(
+                followers=author.followers,
+                following=author.following,
+                hearts=likes[a] + int(author.followers * rng.uniform(2, 10)),
+                videos=int(posts[a]) + int(rng.integers(0, 200)),
+                diggs=int(rng.integers(0, 20_000)),
+            )
         )
     return result
 
@@ -477,18 +688,25 @@ def _region(author: Author) -> str:
 
 def _write_items(plan: CorpusPlan, config: SynthConfig, out: Path) -> None:
     author_counts = _author_counts(plan)
+    clip_sizes = {clip.mp4: clip.mp4.stat().st_size for clip in plan.pool.clips} if plan.pool else {}
     for i, job in enumerate(plan.jobs):
         author_index = int(plan.draws.author[i])
         author = plan.world.authors[author_index]
+        media = plan.media_job(i)
+        bitrate = 0
+        if not job.is_photo:
+            size = clip_sizes.get(media.mp4) or media.mp4.stat().st_size
+            bitrate = int(size * 8 / media.seconds)
+        width, height = media.frame_size
         item = build_item(
             video_id=job.video_id,
             caption=plan.captions[i],
             tags=plan.tags[i],
             create_time=int(plan.draws.create_time[i]),
-            width=config.width,
-            height=config.height,
-            duration_s=job.seconds,
-            bitrate=0 if job.is_photo else int(job.mp4.stat().st_size * 8 / job.seconds),
+            width=width,
+            height=height,
+            duration_s=media.seconds,
+            bitrate=bitrate,
             author=author,
             author_counts=author_counts[author_index],
             sound=plan.sounds[i],
@@ -506,18 +724,39 @@ def _media_facts(job: VideoJob) -> dict:
     return {"frames": job.visual.frames, "duration_s": round(job.seconds, 6)}
 
 
-def _corpus_card(plan: CorpusPlan, config: SynthConfig, r2: dict) -> dict:
-    world, draws = plan.world, plan.draws
-    originality = draws.originality
+def _write_card(path: Path, plan: CorpusPlan, config: SynthConfig, r2: dict) -> None:
+    """corpus.json, as `json.dumps(card, indent=1)` would write it, one video row at a time: at 290,000
+    videos the rows alone would hold gigabytes as Python objects."""
+    head = json.dumps(_card_head(plan, config, r2), ensure_ascii=False, indent=1)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with open(partial, "w", encoding="utf-8") as card:
+            card.write(head[: -len("\n}")] + ',\n "videos": [')
+            originality = plan.draws.originality
+            for i in range(len(plan.jobs)):
+                row = json.dumps(_video_row(plan, i, float(originality[i])), ensure_ascii=False, indent=1)
+                card.write(("\n" if i == 0 else ",\n") + "  " + row.replace("\n", "\n  "))
+            card.write("\n ]\n}")
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise TkdsError(
+            f"cannot write {path} ({error.strerror}); free space or fix permissions, then re-run to resume"
+        ) from error
+
+
+def _card_head(plan: CorpusPlan, config: SynthConfig, r2: dict) -> dict:
+    """Everything in corpus.json but the video rows, which come last."""
+    world = plan.world
     uses = Counter(sound.id for sound in plan.sounds)
     sounds = {sound.id: sound for sound in plan.sounds}
     for sound in world.sounds:
         sounds.setdefault(sound.id, sound)
-    return {
+    head = {
         "format": "synthtok",
         "format_version": 1,
         "tkds_version": tkds.__version__,
-        "config": {**asdict(config), "seconds": list(config.seconds)},
+        "config": config.record(),
         "layout": {
             "media": "media/{id}.mp4",
             "items": "items/{id}.json",
@@ -525,6 +764,22 @@ def _corpus_card(plan: CorpusPlan, config: SynthConfig, r2: dict) -> dict:
             "sounds": "sounds/{music_id}.mp3",
         },
         "photos": plan.photos,
+    }
+    if plan.pool:
+        head["media_pool"] = {
+            "clips": len(plan.pool.clips),
+            "stills": len(plan.pool.stills),
+            "sounds": len(plan.pool.sounds),
+            "layout": "pool/NNNN.mp4, pool/images/WxH/NNNN.jpeg, pool/sounds/Ns.mp3; the posts' files "
+            "are relative links to them",
+            "note": POOL_NOTE,
+        }
+    if config.near_duplicates:
+        head["near_duplicates"] = [
+            {"id": job.video_id, "of": job.variant.of, "kind": job.variant.kind, **_variant_facts(job)}
+            for job in plan.near_duplicates
+        ]
+    head |= {
         "likes_model": {"formula": FORMULA, **LIKES_MODEL},
         "bayes_r2": r2,
         "categories": [
@@ -567,32 +822,49 @@ def _corpus_card(plan: CorpusPlan, config: SynthConfig, r2: dict) -> dict:
             }
             for s in sounds.values()
         ],
-        "videos": [
-            {
-                "id": job.video_id,
-                "author_id": world.authors[draws.author[i]].id,
-                "category": int(draws.category[i]),
-                "category_name": world.categories[draws.category[i]].name,
-                "sound_id": plan.sounds[i].id,
-                "original_sound": plan.sounds[i].original,
-                "originality": round(float(originality[i]), 6),
-                "is_outlier": bool(draws.outlier[i]),
-                "visual": {
-                    "hue": round(job.visual.hue % 360, 4),
-                    "saturation": round(job.visual.saturation, 4),
-                    "size": round(job.visual.size, 4),
-                    "speed": round(job.visual.speed, 4),
-                    "count": job.visual.count,
-                },
-                "snr_db": round(job.snr_db, 3),
-                "create_time": int(draws.create_time[i]),
-                "kind": "photo" if job.is_photo else "video",
-                **_media_facts(job),
-                "hashtags": plan.tags[i],
-                "likes": plan.counts[i].likes,
-                "log1p_likes": round(math.log1p(plan.counts[i].likes), 6),
-                "likes_terms": {k: round(float(v[i]), 6) for k, v in plan.likes_terms.items()},
-            }
-            for i, job in enumerate(plan.jobs)
-        ],
     }
+    return head
+
+
+def _variant_facts(job: VideoJob) -> dict:
+    variant = job.variant
+    if variant.kind == "reencode":
+        return {"crf": variant.crf}
+    if variant.kind == "rescale":
+        return {"size": list(variant.size)}
+    if variant.kind == "crop":
+        return {"size": list(variant.size), "origin": list(variant.crop_origin)}
+    return {"text": variant.text, "top": variant.text_top}
+
+
+def _video_row(plan: CorpusPlan, i: int, originality: float) -> dict:
+    world, draws, job = plan.world, plan.draws, plan.jobs[i]
+    media = plan.media_job(i)
+    row = {
+        "id": job.video_id,
+        "author_id": world.authors[draws.author[i]].id,
+        "category": int(draws.category[i]),
+        "category_name": world.categories[draws.category[i]].name,
+        "sound_id": plan.sounds[i].id,
+        "original_sound": plan.sounds[i].original,
+        "originality": round(originality, 6),
+        "is_outlier": bool(draws.outlier[i]),
+        "visual": {
+            "hue": round(job.visual.hue % 360, 4),
+            "saturation": round(job.visual.saturation, 4),
+            "size": round(job.visual.size, 4),
+            "speed": round(job.visual.speed, 4),
+            "count": job.visual.count,
+        },
+        "snr_db": round(job.snr_db, 3),
+        "create_time": int(draws.create_time[i]),
+        "kind": "photo" if job.is_photo else "video",
+        **_media_facts(media),
+        "hashtags": plan.tags[i],
+        "likes": plan.counts[i].likes,
+        "log1p_likes": round(math.log1p(plan.counts[i].likes), 6),
+        "likes_terms": {k: round(float(v[i]), 6) for k, v in plan.likes_terms.items()},
+    }
+    if plan.pool and not job.is_photo:
+        row["clip"] = media.mp4.relative_to(media.mp4.parent.parent).as_posix()
+    return row

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import hashlib
 import io
 import json
+import os
 import random
 import secrets
 import subprocess
 import time
+from bisect import bisect_right
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import imageio_ffmpeg
 from PIL import Image
@@ -59,6 +61,7 @@ URL_LIFETIME_S = 2 * 3600
 CHALLENGE_COOKIE = "_wafchallengeid"
 MAX_COUNT = 35
 COOKIE_DOMAIN = ".tiktok.com"
+TOKEN_LIMIT = 100_000  # issued tokens (and For You positions) remembered
 
 
 # Fields the user-detail endpoint adds to an item's author, with neutral values.
@@ -95,7 +98,7 @@ class MediaFile(FileResponse):
 class TokenSet:
     """Tokens the twin has issued, oldest forgotten first."""
 
-    def __init__(self, limit: int = 100_000) -> None:
+    def __init__(self, limit: int = TOKEN_LIMIT) -> None:
         self._tokens: OrderedDict[str, None] = OrderedDict()
         self._limit = limit
 
@@ -121,7 +124,8 @@ class TwinState:
     ms_tokens: TokenSet = field(default_factory=TokenSet)
     chain_tokens: TokenSet = field(default_factory=TokenSet)
     challenges: TokenSet = field(default_factory=TokenSet)
-    recommend_position: dict[str, int] = field(default_factory=dict)
+    # msToken -> how far its For You feed has got; the oldest forgotten first, as tokens are
+    recommend_position: OrderedDict[str, int] = field(default_factory=OrderedDict)
     # (monotonic time, host, path) of every request, newest last: what a politeness test inspects.
     requests: deque = field(default_factory=lambda: deque(maxlen=100_000))
 
@@ -133,7 +137,7 @@ class TwinState:
 
     # --- items as TikTok serves them right now
     def served_item(self, video_id: str) -> dict:
-        item = copy.deepcopy(self.corpus.item(video_id))
+        item = self.corpus.item(video_id)  # a fresh copy, changed below
         now = self.clock.now()
         exact = {k: int(v) for k, v in (item.get("statsV2") or item.get("stats") or {}).items()}
         shown, exact_strings = grown_stats(exact, growth(item["createTime"], self.corpus.observed_at, now))
@@ -178,9 +182,11 @@ class TwinState:
         return self.page_format
 
     def recommend(self, token: str, count: int) -> tuple[list[str], bool]:
-        start = self.recommend_position.get(token, 0)
+        start = self.recommend_position.pop(token, 0)
         ids = self._recommend_order[start : start + count]
         self.recommend_position[token] = start + len(ids)
+        while len(self.recommend_position) > TOKEN_LIMIT:
+            self.recommend_position.popitem(last=False)
         return ids, start + len(ids) < len(self._recommend_order)
 
 
@@ -410,12 +416,13 @@ def build_app(state: TwinState) -> ASGIApp:
     def post_item_list(params, count, token) -> dict:
         ids = corpus.by_author.get(corpus.sec_uids.get(params.get("secUid", ""), ""), [])
         cursor_ms = offset(params)
-        if cursor_ms:
-            ids = [i for i in ids if corpus.create_time[i] * 1000 < cursor_ms]
-        chunk = ids[:count]
+        # newest first: the posts older than the cursor are a tail, found by bisection
+        start = bisect_right(ids, -cursor_ms, key=lambda i: -corpus.create_time[i] * 1000) if cursor_ms else 0
+        chunk = ids[start : start + count]
         next_cursor = corpus.create_time[chunk[-1]] * 1000 if chunk else cursor_ms
         items = [state.served_item(i) for i in chunk]
-        return envelope({"itemList": items, "cursor": str(next_cursor), "hasMore": len(ids) > len(chunk)})
+        has_more = len(ids) - start > len(chunk)
+        return envelope({"itemList": items, "cursor": str(next_cursor), "hasMore": has_more})
 
     def challenge_detail(params, count, token) -> dict:
         tag = params.get("challengeName", "").lower().lstrip("#")
@@ -438,10 +445,11 @@ def build_app(state: TwinState) -> ASGIApp:
         return item_list(corpus.by_music.get(params.get("musicID", ""), []), params, count)
 
     def search_items(params, count, token) -> dict:
-        words = params.get("keyword", "").lower().split()
-        ids = [i for i in corpus.newest_first if words and all(w in corpus.search_text[i] for w in words)]
-        items, cursor, has_more = page_of(ids, offset(params), count)
-        return envelope({"item_list": items, "cursor": cursor, "has_more": int(has_more)})
+        start = offset(params)
+        ids, total = corpus.search_page(params.get("keyword", "").lower().split(), start, count)
+        items = [state.served_item(i) for i in ids]
+        cursor = start + len(ids)
+        return envelope({"item_list": items, "cursor": cursor, "has_more": int(cursor < total)})
 
     def recommend_items(params, count, token) -> dict:
         ids, has_more = state.recommend(token, count)
@@ -516,19 +524,19 @@ def build_app(state: TwinState) -> ASGIApp:
         key = request.path_params["key"]
         video_id = key.split("~")[0]
         if video_id in corpus.media_paths:
-            return Response(_cover_jpeg(str(corpus.media_paths[video_id])), media_type="image/jpeg")
+            return Response(_cover_jpeg(_real_path(corpus.media_paths[video_id])), media_type="image/jpeg")
         return Response(_placeholder_jpeg(key), media_type="image/jpeg")
 
     async def music_audio(request: Request) -> Response:
         music_id = request.path_params["music_id"]
         if music_id in corpus.sound_paths:  # a photo post's sound: its own MP3, as TikTok serves sounds
             return await signed_file(request, music_id, corpus.sound_paths[music_id], "audio/mpeg")
-        ids = [i for i in corpus.by_music.get(music_id, []) if i in corpus.media_paths]
-        if not ids:
+        with_media = next((i for i in corpus.by_music.get(music_id, []) if i in corpus.media_paths), None)
+        if with_media is None:
             return Response("Not Found", 404)
         if refused := signature_refusal(request, music_id):
             return refused
-        return Response(_audio_track(str(corpus.media_paths[ids[0]])), media_type="audio/mp4")
+        return Response(_audio_track(_real_path(corpus.media_paths[with_media])), media_type="audio/mp4")
 
     def api_route(path: str, handler) -> Route:
         return Route(path, api(handler))
@@ -585,6 +593,11 @@ def build_app(state: TwinState) -> ASGIApp:
     return log_requests
 
 
+def _real_path(path: Path) -> str:
+    """The file a media path names: videos that share a pooled clip share its cached cover and audio."""
+    return os.path.realpath(path)
+
+
 def _truncated(data: bytes, media_type: str = "video/mp4") -> Response:
     async def half():
         yield data[: len(data) // 2]
@@ -635,11 +648,11 @@ def comments_of(state: TwinState, video_id: str) -> list[dict]:
     item = state.corpus.item(video_id)
     total = min(60, int((item.get("statsV2") or item.get("stats") or {}).get("commentCount", 0)))
     rng = random.Random(f"{state.seed}:{video_id}")
-    authors = list(state.corpus.by_author)
+    authors = state.corpus.authors
     comments = []
     for index in range(total):
         unique_id = rng.choice(authors)
-        user = state.corpus.latest_item_of(unique_id)["author"]
+        user = state.corpus.latest_author(unique_id)
         comments.append(
             {
                 "cid": str(int(video_id) + index + 1),

@@ -7,6 +7,7 @@ with tkds.twin.serve("corpus", faults="rate429=0.05", seed=0) as twin:
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import signal
 import socket
@@ -201,6 +202,9 @@ def run_forever(
 ) -> None:
     """The CLI's twin: serve in the foreground until Ctrl-C."""
     state = _state(corpus, faults, seed, page_format, 1.0)
+    # The indexes live as long as the process: out of every later collection, so that a collection's
+    # pause between requests does not grow with the corpus.
+    gc.freeze()
 
     async def main() -> None:
         with tempfile.TemporaryDirectory(prefix="tkds-twin-") as workdir:
