@@ -21,22 +21,33 @@ def _plain(value: object) -> object:
     raise TypeError(f"not JSON: {type(value)}")
 
 
-def write_json(path: Path, payload: object, indent: int | None = None) -> None:
-    """Write `payload` as UTF-8 JSON under `PATH.partial`, then rename it into place.
-
-    numpy scalars are written as plain numbers; a full disk or a permission error is a `TkdsError`.
-    """
+@contextmanager
+def atomic_text(path: Path) -> Iterator:
+    """A UTF-8 text file to write `path` through: under `PATH.partial`, renamed into place when the block
+    ends, removed when it fails; a full disk or a permission error is a `TkdsError`."""
     partial = path.with_name(path.name + ".partial")
     try:
-        partial.write_text(
-            json.dumps(payload, ensure_ascii=False, indent=indent, default=_plain), encoding="utf-8"
-        )
+        with open(partial, "w", encoding="utf-8") as file:
+            yield file
         os.replace(partial, path)
     except OSError as error:
         partial.unlink(missing_ok=True)
         raise TkdsError(
             f"cannot write {path} ({error.strerror}); free space or fix permissions, then re-run to resume"
         ) from error
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, payload: object, indent: int | None = None) -> None:
+    """Write `payload` as UTF-8 JSON under `PATH.partial`, then rename it into place.
+
+    numpy scalars are written as plain numbers; a full disk or a permission error is a `TkdsError`.
+    """
+    text = json.dumps(payload, ensure_ascii=False, indent=indent, default=_plain)
+    with atomic_text(path) as file:
+        file.write(text)
 
 
 LOCK_NAME = ".tkds.lock"

@@ -29,7 +29,7 @@ import numpy as np
 import tkds
 from tkds.console import progress_bar
 from tkds.errors import TkdsError
-from tkds.files import write_json
+from tkds.files import atomic_text, write_json
 from tkds.synth.audio import render_soundtrack
 from tkds.synth.duplicates import KINDS, SOURCE_BACKDROPS, Variant, apply_variant, plan_variant
 from tkds.synth.encode import DEFAULT_CRF, encode_jpeg, encode_mp3, encode_mp4
@@ -728,21 +728,13 @@ def _write_card(path: Path, plan: CorpusPlan, config: SynthConfig, r2: dict) -> 
     """corpus.json, as `json.dumps(card, indent=1)` would write it, one video row at a time: at 290,000
     videos the rows alone would hold gigabytes as Python objects."""
     head = json.dumps(_card_head(plan, config, r2), ensure_ascii=False, indent=1)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with open(partial, "w", encoding="utf-8") as card:
-            card.write(head[: -len("\n}")] + ',\n "videos": [')
-            originality = plan.draws.originality
-            for i in range(len(plan.jobs)):
-                row = json.dumps(_video_row(plan, i, float(originality[i])), ensure_ascii=False, indent=1)
-                card.write(("\n" if i == 0 else ",\n") + "  " + row.replace("\n", "\n  "))
-            card.write("\n ]\n}")
-        os.replace(partial, path)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise TkdsError(
-            f"cannot write {path} ({error.strerror}); free space or fix permissions, then re-run to resume"
-        ) from error
+    with atomic_text(path) as card:
+        card.write(head[: -len("\n}")] + ',\n "videos": [')
+        originality = plan.draws.originality
+        for i in range(len(plan.jobs)):
+            row = json.dumps(_video_row(plan, i, float(originality[i])), ensure_ascii=False, indent=1)
+            card.write(("\n" if i == 0 else ",\n") + "  " + row.replace("\n", "\n  "))
+        card.write("\n ]\n}")
 
 
 def _card_head(plan: CorpusPlan, config: SynthConfig, r2: dict) -> dict:
