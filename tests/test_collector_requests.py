@@ -144,6 +144,19 @@ def test_an_expired_play_url_falls_back_to_yt_dlp_which_fetches_a_fresh_one(
 
 
 @pytest.mark.slow
+def test_a_run_given_only_video_urls_downloads_media_directly(tag_corpus: Path, tmp_path: Path) -> None:
+    # No listing is opened, so the run visits the home page once for the CDN's tt_chain_token.
+    urls = tmp_path / "urls.txt"
+    with serve(tag_corpus, seed=25, speed=0) as twin:
+        ids = sorted(twin.state.corpus.item_paths)[:5]
+        author = twin.state.corpus.author_of
+        urls.write_text("".join(f"https://www.tiktok.com/@{author[v]}/video/{v}\n" for v in ids))
+        run = run_collect(twin, tmp_path / "tk.duckdb", "--urls", str(urls), "--media", str(tmp_path / "m"))
+    assert run["counts"]["media_ok"] == len(ids)
+    assert run["counts"]["media_fallbacks"] == 0
+
+
+@pytest.mark.slow
 def test_direct_media_downloads_wait_on_the_rate_limiter(tag_corpus: Path, tmp_path: Path) -> None:
     rate, videos = 5, 20
     with serve(tag_corpus, seed=24, speed=0) as twin:

@@ -25,12 +25,12 @@ import itertools
 import math
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from tkds.collector import drift
-from tkds.collector.browser import BrowserSession
+from tkds.collector.browser import BrowserError, BrowserSession
 from tkds.collector.detail import DETAIL_MODES, UPSERT_BATCH, Details
 from tkds.collector.discover import Discovery
 from tkds.collector.downloads import MEDIA_GIVE_UP_AFTER, Downloads
@@ -44,6 +44,7 @@ from tkds.console import console, progress_bar
 from tkds.errors import TkdsError
 from tkds.files import exclusive_folder
 from tkds.ids import preview
+from tkds.tiktok import WEB_HOST
 
 # What other modules import from here.
 __all__ = [
@@ -152,6 +153,8 @@ class Collector(Discovery, Details, Downloads):
             if refresh_stats:
                 fetching = {w[0] for w in work}
                 work += [(v, u, True) for v, u in self.store.known_videos() if v not in fetching]
+            if not targets and work and (self.media_dir is not None or self.comments):
+                await self.open_session(browser)
             with self.stage("detail"), progress_bar("collect: detail", len(work), self.progress) as bar:
                 await self.fetch_details(browser, work, bar)
 
@@ -164,6 +167,13 @@ class Collector(Discovery, Details, Downloads):
                 with self.stage("media"):
                     await self.download_all(await browser.cookies())
         self.count_owed(targets)
+
+    @staticmethod
+    async def open_session(browser: BrowserSession) -> None:
+        """Visit the home page for the session's cookies (tt_chain_token), which TikTok's CDN wants on play
+        URLs, and for a page to sign comment-list calls from: a run given only video URLs opens no listing."""
+        with suppress(BrowserError):  # then media falls back to yt-dlp's extractor
+            await browser.goto(f"https://{WEB_HOST}/")
 
     def retry_failed(self) -> dict[tuple[str, str], str]:
         """Make failed video targets that another run may fix pending again; returns the listing targets

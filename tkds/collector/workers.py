@@ -45,7 +45,7 @@ from typing import Any
 import duckdb
 
 from tkds.collector import media
-from tkds.collector.browser import BrowserError, BrowserSession
+from tkds.collector.browser import BrowserSession
 from tkds.collector.collect import Collector, read_cookies
 from tkds.collector.downloads import MEDIA_GIVE_UP_AFTER
 from tkds.collector.drift import FieldCensus, ShapeCount
@@ -65,7 +65,6 @@ from tkds.console import progress_bar
 from tkds.errors import TkdsError
 from tkds.files import write_json
 from tkds.ids import preview
-from tkds.tiktok import WEB_HOST
 
 MAX_WORKERS = 32  # each worker runs its own Chromium (about 300 MB)
 POLL_S = 0.2
@@ -528,15 +527,6 @@ class _FetchCollector(Collector):
 
     async def run_part(self, spec: dict[str, Any]) -> None:
         await self.run([], spec["urls"], spec["refresh_stats"])
-
-    async def fetch_details(self, browser: BrowserSession, work: list[tuple[str, str, bool]], bar) -> None:
-        # This browser has visited no listing: one page gives it the session's cookies (tt_chain_token),
-        # without which TikTok's CDN refuses the play URLs that media downloads use, and a page to make
-        # the signed comment-list calls from.
-        if self.media_dir is not None or self.comments:
-            with contextlib.suppress(BrowserError):  # then media falls back to yt-dlp's extractor
-                await browser.goto(f"https://{WEB_HOST}/")
-        await super().fetch_details(browser, work, bar)
 
 
 def _die_with(parent: int) -> None:
