@@ -12,9 +12,8 @@ from playwright.sync_api import sync_playwright
 
 from tkds.benchmarks.glossary import HIGHER, baselines, describe
 from tkds.benchmarks.run import bench, metadata_table
+from tkds.collector.browser import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu"]
 LAPTOP = {"width": 1366, "height": 768}
 
 

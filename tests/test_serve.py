@@ -21,13 +21,11 @@ import uvicorn
 from playwright.sync_api import expect, sync_playwright
 
 from tkds.benchmarks.run import bench
+from tkds.collector.browser import CHROMIUM, CHROMIUM_ARGS
 from tkds.serve.app import create_app
 from tkds.serve.page import too_large_text
 from tkds.serve.predictor import Predictor
 from tkds.twin import serve as serve_twin
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,8 @@ import yt_dlp
 from playwright.sync_api import sync_playwright
 from torchcodec.decoders import VideoDecoder
 
+from tkds.collector.browser import CHROMIUM, CHROMIUM_ARGS
 from tkds.twin import serve
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 def corpus_truth(corpus: Path, video_id: str) -> dict:

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from TikTokApi import TikTokApi
 
+from tkds.collector.browser import CHROMIUM
 from tkds.twin import serve
 from tkds.twin.app import comments_of
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
 TAG = "fyp"  # the twin corpus's biggest tag: two pages of its item list
 
 

@@ -160,7 +160,7 @@ def _frequent_tags(metadata: pl.DataFrame) -> dict[str, float]:
     """P/R/NDCG@5 of ranking every test video's tags by their train use, the same list for all."""
     if hashtag_task.skip_reason(metadata) is not None:
         return {}
-    y_train, truth, answerable = hashtag_task._train_test(metadata)
+    y_train, truth, answerable = hashtag_task.train_test(metadata)
     scores = np.broadcast_to(y_train.sum(axis=0).astype(float), (int(answerable.sum()), y_train.shape[1]))
     truth, at = truth[answerable], hashtag_task.AT
     levels = {}

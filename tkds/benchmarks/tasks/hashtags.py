@@ -54,7 +54,7 @@ def _tag_matrix(tags: list[list[str] | None], vocabulary: dict[str, int]) -> np.
     return matrix
 
 
-def _train_test(table: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def train_test(table: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The train and test tag matrices over the train vocabulary, and the test rows with a known tag."""
     train_tags = table["hashtags"].filter(in_split(table, "train")).to_list()
     uses = Counter(tag for tags in train_tags for tag in tags or ())
@@ -69,7 +69,7 @@ def skip_reason(table: pl.DataFrame) -> str | None:
     reason = missing_reason(table, NEEDS)
     if reason is not None:
         return reason
-    _, _, answerable = _train_test(table)
+    _, _, answerable = train_test(table)
     if not answerable.any():
         return "no test video has a hashtag that a train video also has"
     return None
@@ -100,7 +100,7 @@ def run(table: pl.DataFrame, features: str, seed: int) -> dict[str, float]:
     """P@5, R@5 and NDCG@5 of the kNN vote and the linear head, on all, frequent and rare tags."""
     if skip_reason(table) is not None:
         return {}
-    y_train, truth, answerable = _train_test(table)
+    y_train, truth, answerable = train_test(table)
     x = embedding(table, features)
     x_train, x_test = x[in_split(table, "train")], x[in_split(table, "test")][answerable]
     truth = truth[answerable]
