@@ -6,17 +6,17 @@ cd "$(dirname "$0")/.."
 
 fail() { echo "setup: $*" >&2; exit 1; }
 
-# --- Python 3.11: the torch/torchcodec wheels on this stack are built for it.
+# --- Python 3.11 or newer (PyAV 18 has no wheels for older ones); tested on 3.11.
 PYTHON=${PYTHON:-}
 if [ -z "$PYTHON" ]; then
-  for candidate in python3.11 python3; do
+  for candidate in python3.11 python3.12 python3.13 python3; do
     if command -v "$candidate" >/dev/null 2>&1 \
-       && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+       && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' 2>/dev/null; then
       PYTHON=$candidate; break
     fi
   done
 fi
-[ -n "$PYTHON" ] || fail "Python 3.11 is required (found: $(python3 --version 2>&1 || echo none)); install it or set PYTHON=/path/to/python3.11"
+[ -n "$PYTHON" ] || fail "Python 3.11 or newer is required (found: $(python3 --version 2>&1 || echo none)); install it or set PYTHON=/path/to/python3"
 
 # --- System packages: FFmpeg (CLI and the shared libraries torchcodec loads) and Chromium.
 missing=()
@@ -29,25 +29,28 @@ if [ ${#missing[@]} -gt 0 ]; then
     command -v sudo >/dev/null 2>&1 || fail "missing ${missing[*]}; run this script as root or install them: apt-get install ${missing[*]}"
     SUDO=sudo
   fi
-  echo "setup: installing ${missing[*]} with apt-get"
+  echo "setup: installing ${missing[*]} with apt-get (a few hundred MB to download; the time depends on the network)"
   $SUDO apt-get update -qq || fail "apt-get update failed; check the network or your apt sources"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
     || fail "apt-get install ${missing[*]} failed"
 fi
 
-# --- Virtual environment, reinstalled only when pyproject.toml changes.
+# --- Virtual environment, reinstalled only when pyproject.toml or constraints.txt changes.
 VENV=.venv
 if [ ! -x "$VENV/bin/python" ]; then
-  echo "setup: creating $VENV"
-  "$PYTHON" -m venv "$VENV" || fail "could not create $VENV (is the python3.11-venv package installed?)"
+  echo "setup: creating $VENV with $("$PYTHON" --version)"
+  "$PYTHON" -m venv "$VENV" || fail "could not create $VENV (is the python3-venv package installed?)"
 fi
 stamp="$VENV/.tkds-installed"
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing tkds[dev] into $VENV (first time: about 2 minutes)"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]' \
+  echo "setup: installing tkds[dev] and the tested versions of constraints.txt into $VENV"
+  echo "setup: the first time takes 3 to 6 minutes on 2 cores and 6.6 GB of disk (torch with its CUDA libraries)"
+  started=$SECONDS
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' \
     || fail "pip install failed; see the messages above"
   echo "$want" > "$stamp"
+  echo "setup: installed in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
 fi
 "$VENV/bin/python" -c 'import tkds, torchcodec' || fail "tkds or torchcodec does not import; delete $VENV and re-run"
 echo "setup: ready ($VENV/bin/tkds)"

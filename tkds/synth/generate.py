@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import tkds
 from tkds.console import progress_bar
 from tkds.errors import TkdsError
 from tkds.files import atomic_text, write_json
+from tkds.pools import spawn_pool
 from tkds.synth.audio import render_soundtrack
 from tkds.synth.duplicates import KINDS, SOURCE_BACKDROPS, Variant, apply_variant, plan_variant
 from tkds.synth.encode import DEFAULT_CRF, encode_jpeg, encode_mp3, encode_mp4
@@ -614,7 +614,7 @@ def generate(
     workers = max(1, min(workers or os.cpu_count() or 1, len(work) or 1))
     with (
         progress_bar("synth: rendering", len(work), enabled=progress) as bar,
-        ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool,
+        spawn_pool(workers) as pool,  # safe from a script without `if __name__ == "__main__":`
     ):
         pending: set[Future] = set()
         try:
