@@ -98,6 +98,15 @@ def test_tiny_demo_runs_every_stage_and_writes_the_three_leaderboard_files(tmp_p
     assert page.count("data:image/png;base64,") == 3
     assert (run / "leaderboard.md").read_text().count("\n## ") == len(TASKS) + 1  # and the recipes
     assert "Stages: synth" in " ".join(result.stderr.split())
+    # The headline figures the demo records have the shape of docs/results/demo.json, which docs/results.md
+    # is generated from (tests/test_results_doc.py), and name this run's counts.
+    from tests.test_results_doc import recorded_shape_without_run_specific_keys as shape
+    from tkds.benchmarks.results_doc import RECORD, read_record
+
+    results = read_record(out / "results.json")
+    assert shape(results) == shape(read_record(RECORD))
+    assert results["corpus"]["posts"] == 96 and results["plan"]["videos"] == 96
+    assert set(results["training_steps"]) == {"simclr", "av-simclr"}
     with duckdb.connect(str(out / "tk.duckdb"), read_only=True) as db:
         assert db.execute("SELECT count(*) FROM media WHERE status = 'ok'").fetchone()[0] == 96
     again = subprocess.run([*TKDS, "demo", "--out", str(out), "--tiny"], capture_output=True, text=True)

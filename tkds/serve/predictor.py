@@ -6,18 +6,20 @@ From the run's chosen method (the best learned row of its leaderboard unless nam
   estimate is the median and the interval the 10th–90th, so the interval holds the estimate by
   construction (one monotone map takes all three to likes);
 - hashtags: the kNN vote of the hashtags task (k = 20, cosine) over the train videos' tags, as the
-  similarity-weighted share of those neighbours that used each tag; the caption is never an input;
-- similar videos: cosine nearest neighbours among every embedded video of the run;
+  similarity-weighted share of those neighbours that used each tag; the caption never changes the
+  shares, it only marks the suggested tags it already holds;
+- similar videos: cosine nearest neighbours among every embedded video of the run, but the upload
+  itself (the same file, or one nearly identical to it);
 - originality: the IsolationForest score of the originality task, as a percentile within the upload's
   cohort, the corpus videos with the majority label of its 20 nearest neighbours (all videos when that
   cohort has fewer than 5), next to the run's own finding on originality against likes.
 Captions, likes, TikTok links and thumbnails of the corpus come from the run's shards, read by offset.
 
-An upload is probed first (ffprobe, in its own process, which reads the container and counts packets
-without decoding) and refused with 413 past `UploadLimits`; it is then decoded in this process, only the
-frames its eval clips need, and when those would take over MAX_DECODED_BYTES at full size, scaled and
-centre-cropped inside the decoder to the shards' frame size: memory is bounded by the limits, not by
-what the file declares.
+An upload is probed first (`tkds.collector.media.probe`: PyAV in this process, which reads the
+container and demuxes every packet without decoding one) and refused with 413 past `UploadLimits`; it is
+then decoded in this process, only the frames its eval clips need, and when those would take over
+MAX_DECODED_BYTES at full size, scaled and centre-cropped inside the decoder to the shards' frame size:
+memory is bounded by the limits, not by what the file declares.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ class UploadLimits:
     max_frames: int = 18_000  # 10 minutes at 30 fps
 
     def check(self, facts: dict, name: str) -> dict:
-        """The video stream to decode from ffprobe's `facts`; PredictError (413, 422) naming the limit."""
+        """The video stream to decode from the probe's `facts`; PredictError (413, 422) naming the limit."""
         from tkds.collector.media import choose_streams, duration_of
 
         # A cover picture (an audio file's artwork) is a one-frame "video" stream, not a video.
@@ -113,7 +115,8 @@ class UploadLimits:
 
 
 def _whole(value: object) -> int:
-    """A count or size from ffprobe's json (a number, a digit string, "N/A" or absent) as an int, else 0."""
+    """A count or size from the probe's facts, in ffprobe's json shape (a number, a digit string, "N/A"
+    or absent), as an int, else 0."""
     if isinstance(value, int):
         return value
     return int(value) if isinstance(value, str) and value.isdigit() else 0
@@ -271,7 +274,8 @@ def _shard_side(shards: Path) -> int:
 
 
 def probe_upload(video: bytes, name: str) -> dict:
-    """ffprobe's facts of an upload (container and stream headers, packets counted, nothing decoded)."""
+    """The probe's facts of an upload, in ffprobe's json shape, taken in this process with PyAV
+    (container and stream headers, packets counted, nothing decoded)."""
     from tkds.collector.media import probe
 
     with tempfile.TemporaryDirectory(prefix="tkds-upload-") as folder:
