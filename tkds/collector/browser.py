@@ -211,6 +211,11 @@ class BrowserSession:
                 self.page.remove_listener("response", listing.on_response)
         return listing
 
+    @property
+    def visited_any(self) -> bool:
+        """Whether the page has loaded anything yet (it starts on about:blank, with no session cookies)."""
+        return self.page.url != "about:blank"
+
     async def goto(self, url: str) -> None:
         """Visit `url` for its cookies (a solved challenge's among them), whatever the page answers."""
         async with self._busy:

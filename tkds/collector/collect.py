@@ -41,6 +41,7 @@ from tkds.collector.records import Parsed
 from tkds.collector.sources import SOURCES, check_target, parse_video_url
 from tkds.collector.store import Store, utcnow
 from tkds.console import console, progress_bar
+from tkds.engines import check_engine
 from tkds.errors import TkdsError
 from tkds.files import exclusive_folder
 from tkds.ids import preview
@@ -153,7 +154,7 @@ class Collector(Discovery, Details, Downloads):
             if refresh_stats:
                 fetching = {w[0] for w in work}
                 work += [(v, u, True) for v, u in self.store.known_videos() if v not in fetching]
-            if not targets and work and (self.media_dir is not None or self.comments):
+            if not browser.visited_any and (self.media_dir is not None or self.comments):
                 await self.open_session(browser)
             with self.stage("detail"), progress_bar("collect: detail", len(work), self.progress) as bar:
                 await self.fetch_details(browser, work, bar)
@@ -170,8 +171,9 @@ class Collector(Discovery, Details, Downloads):
 
     @staticmethod
     async def open_session(browser: BrowserSession) -> None:
-        """Visit the home page for the session's cookies (tt_chain_token), which TikTok's CDN wants on play
-        URLs, and for a page to sign comment-list calls from: a run given only video URLs opens no listing."""
+        """Visit the home page for the session's cookies (tt_chain_token), which TikTok's CDN wants on
+        play URLs, and for a page to sign comment-list calls from: a run given only video URLs, or one
+        whose listings are done, opens no listing."""
         with suppress(BrowserError):  # then media falls back to yt-dlp's extractor
             await browser.goto(f"https://{WEB_HOST}/")
 
@@ -251,12 +253,15 @@ def collect(
     progress: bool = True,
     detail: str = "auto",
     workers: int = 1,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> CollectSummary:
     """Collect the named targets into the DuckDB file `db` (and their mp4s into `media_dir`).
 
     `detail`: "auto" fetches a video's page only when its listing item lacks a field the store needs,
     "always" fetches every page, "never" none (--urls videos' pages are fetched in every mode).
-    `workers` > 1 runs that many collector processes, which share `rate` (tkds.collector.workers)."""
+    `workers` > 1 runs that many collector processes, which share `rate` (tkds.collector.workers);
+    `engine` "ray" runs those parts as Ray tasks on the cluster at `ray_address` (tkds.engines)."""
     # workers.py builds on this module's Collector
     from tkds.collector.workers import (
         WorkerSettings,
@@ -275,6 +280,7 @@ def collect(
         )
     check_options(limit=limit, rate=rate, concurrency=concurrency, comments=comments, detail=detail)
     check_workers(workers)
+    check_engine(engine, ray_address)
     if ca_cert is not None and not Path(ca_cert).is_file():
         raise TkdsError(f"--ca-cert {ca_cert} does not exist; the twin writes it with --ca-out")
     proxy_urls = read_proxies(list(proxies))
@@ -302,7 +308,7 @@ def collect(
             detail_mode=detail,
         )
         try:
-            if workers == 1:
+            if workers == 1 and engine == "local":
                 asyncio.run(collector.run(targets, list(urls), refresh_stats))
             else:
                 settings = WorkerSettings(
@@ -323,6 +329,8 @@ def collect(
                     urls=list(urls),
                     refresh_stats=refresh_stats,
                     workers=workers,
+                    engine=engine,
+                    ray_address=ray_address,
                 )
         finally:
             collector.summary.wall_s = time.perf_counter() - started

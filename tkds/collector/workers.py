@@ -62,6 +62,7 @@ from tkds.collector.store import (
     Store,
 )
 from tkds.console import progress_bar
+from tkds.engines import RayEngine, check_engine, open_engine
 from tkds.errors import TkdsError
 from tkds.files import write_json
 from tkds.ids import preview
@@ -191,10 +192,16 @@ def collect_in_parts(
     urls: list[str],
     refresh_stats: bool,
     workers: int,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> None:
     """Run `collector`'s work (on --db) in up to `workers` worker processes, merging their parts into
     --db; the run's summary (`collector.summary`) adds up theirs. A worker that dies is reported, in one
-    `TkdsError` at the end, after everything that can still run has run and been merged."""
+    `TkdsError` at the end, after everything that can still run has run and been merged.
+
+    `engine` "ray" runs each part's `run_part` as a Ray task instead (on the cluster at `ray_address`),
+    retried when its node dies; --db's folder and --media must then be mounted on every node."""
+    check_engine(engine, ray_address)
     store, summary = collector.store, collector.summary
     url_ids = [parse_video_url(url)[1] for url in urls]
     store.add_targets(targets + [("video", video_id) for video_id in sorted(set(url_ids))])
@@ -205,13 +212,16 @@ def collect_in_parts(
             summary.targets_failed[f"{kind}:{key}"] = f"{given_up[kind, key]} (not retried)"
         elif store.target(kind, key)["status"] != "done":
             discover.append(Part(f"discover-{index}", "discover", targets=[(kind, key)], urls=urls))
-    pool = _Pool(collector, settings, rate, workers)
+    distributor = open_engine(engine, workers, ray_address) if engine == "ray" else None
+    pool = _Pool(collector, settings, rate, workers, distributor)
     try:
         pool.run(discover)
         pool.run(_fetch_parts(collector, urls, refresh_stats, workers))
     finally:
         with contextlib.suppress(OSError):  # every part is merged: an empty folder
             pool.folder.rmdir()
+        if distributor is not None:
+            distributor.close()
     collector.count_owed(targets)
     if pool.died:
         more = f" (and {len(pool.died) - 1} more)" if len(pool.died) > 1 else ""
@@ -243,10 +253,19 @@ def _fetch_parts(collector: Collector, urls: list[str], refresh_stats: bool, wor
 
 
 class _Pool:
-    """Worker processes, at most `workers` at a time, each part merged into --db as its worker ends."""
+    """Worker processes (or Ray tasks, given `ray`), at most `workers` at a time, each part merged into
+    --db as its worker ends."""
 
-    def __init__(self, collector: Collector, settings: WorkerSettings, rate: float, workers: int) -> None:
+    def __init__(
+        self,
+        collector: Collector,
+        settings: WorkerSettings,
+        rate: float,
+        workers: int,
+        ray: RayEngine | None = None,
+    ) -> None:
         self.collector, self.settings, self.rate, self.workers = collector, settings, rate, workers
+        self.ray = ray
         self.folder = parts_folder(collector.store.path)
         self.died: list[str] = []  # "worker NAME died (signal 9)"
 
@@ -281,7 +300,7 @@ class _Pool:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise TkdsError(f"{errors[0]}{more}")
 
-    def _start(self, part: Part, rate: float) -> subprocess.Popen:
+    def _start(self, part: Part, rate: float) -> subprocess.Popen | _RayPart:
         path = self.folder / f"{part.name}.duckdb"
         _remove_part(path)
         seed_part(self.collector.store, part, path)
@@ -294,6 +313,8 @@ class _Pool:
             "settings": dataclasses.asdict(self.settings),
             "parent": os.getpid(),
         }
+        if self.ray is not None:
+            return _RayPart(self.ray, path.resolve(), spec)  # absolute: any node may run it
         with open(_log_path(path), "wb") as log:  # the worker's stderr: tracebacks stay out of sight
             process = subprocess.Popen(
                 [sys.executable, "-m", "tkds.collector.workers", str(path)],
@@ -306,7 +327,7 @@ class _Pool:
             process.stdin.write(json.dumps(spec).encode())
         return process
 
-    def _finish(self, part: Part, process: subprocess.Popen) -> list[str]:
+    def _finish(self, part: Part, process: subprocess.Popen | _RayPart) -> list[str]:
         """Merge a part whose worker has ended; returns the error it reported, if any."""
         path = self.folder / f"{part.name}.duckdb"
         marker = _read_marker(_marker_path(path))
@@ -323,6 +344,29 @@ class _Pool:
         if self.collector.media_dir is not None:
             shutil.rmtree(self.collector.media_dir / f"{WORKER_PARTIAL}{part.name}", ignore_errors=True)
         return errors
+
+
+class _RayPart:
+    """A part's `run_part` as a Ray task, seen as `_Pool` sees a worker process (poll, returncode,
+    terminate, wait). The task's return value is not needed: its marker file says how it ended."""
+
+    def __init__(self, ray: RayEngine, path: Path, spec: dict[str, Any]) -> None:
+        self._ray = ray
+        self._task = ray.submit(run_part, path, spec)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and self._ray.done(self._task):
+            self.returncode = 0 if self._ray.succeeded(self._task) else 1
+        return self.returncode
+
+    def terminate(self) -> None:
+        self._ray.cancel(self._task)
+
+    def wait(self) -> int:
+        while self.poll() is None:
+            time.sleep(POLL_S)
+        return self.returncode
 
 
 def seed_part(store: Store, part: Part, path: Path) -> None:

@@ -37,6 +37,7 @@ from tkds.dataset.select import KINDS, Candidate, read_labels, select_candidates
 from tkds.dataset.split import SPLIT_METHODS, SPLITS, assign_splits, check_ratios
 from tkds.dataset.transcode import TranscodeParams
 from tkds.dataset.write import own_folder, write_splits
+from tkds.engines import check_engine, open_engine
 from tkds.errors import TkdsError
 from tkds.files import LOCK_NAME, exclusive_folder, write_json
 
@@ -142,11 +143,18 @@ def build_shards(
     params: ShardParams | None = None,
     workers: int | None = None,
     progress: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> ShardSummary:
-    """Build WebDataset shards with leak-free splits from the videos in `db` whose media is ok."""
+    """Build WebDataset shards with leak-free splits from the videos in `db` whose media is ok.
+
+    `engine` "ray" runs each post's transcode as a Ray task (on the cluster at `ray_address`, or a local
+    Ray); OUT must then be a folder every node mounts. Shards are written here, the same bytes either way.
+    """
     params = params or ShardParams()
     check_params(params)
     workers = check_workers(workers)
+    check_engine(engine, ray_address)
     started = time.perf_counter()
     out, db = Path(out), Path(db)
     summary = ShardSummary()
@@ -177,8 +185,8 @@ def build_shards(
                 return _summary_of_finished(out, started, summary.refused)
         dataset = str(out.resolve())
         work = own_folder(out, WORK_DIR)
-        with summary.step("prepare"):
-            prepared = prepare_all(candidates, work, params, workers, progress, summary)
+        with summary.step("prepare"), _engine(engine, workers, ray_address, summary) as distributor:
+            prepared = prepare_all(candidates, work, params, workers, progress, summary, distributor)
         with summary.step("dedupe"):
             by_sha = {video.sha256: prepared[video.id] for video in candidates if video.id in prepared}
             usable = [video for video in candidates if video.sha256 in by_sha]
@@ -204,6 +212,17 @@ def build_shards(
             write_card(out, manifest, kept, splits)
             shutil.rmtree(work, ignore_errors=True)  # OUT/.work, checked to be a real folder inside OUT
     return summary
+
+
+@contextmanager
+def _engine(engine: str, workers: int, address: str | None, summary: ShardSummary) -> Iterator:
+    """The distributor for the prepare step; Ray's start-up is timed as step "engine_startup"."""
+    with summary.step("engine_startup"):
+        distributor = open_engine(engine, workers, address)
+    try:
+        yield distributor
+    finally:
+        distributor.close()
 
 
 def _fingerprint(candidates: list[Candidate], params: ShardParams) -> str:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +27,7 @@ from tkds.dataset.transcode import (
     prepare,
     prepare_photo,
 )
+from tkds.engines import LocalEngine, RayEngine
 from tkds.errors import TkdsError
 
 if TYPE_CHECKING:
@@ -71,9 +70,10 @@ def prepare_all(
     workers: int,
     progress: bool,
     summary: ShardSummary,
+    engine: LocalEngine | RayEngine | None = None,
 ) -> dict[str, Prepared]:
     """video id → its prepared files, for one post per distinct sha256, on `workers` threads (each
-    waiting on one ffmpeg); failures go to `summary`."""
+    waiting on one ffmpeg) or as tasks of `engine` (`tkds.engines`); failures go to `summary`."""
     transcode = TranscodeParams(size=params.size, fps=params.fps)
     prepared: dict[str, Prepared] = {}
     pending: list[Candidate] = []
@@ -93,10 +93,11 @@ def prepare_all(
         else:
             pending.append(video)
     started = time.perf_counter()
+    engine = engine or LocalEngine(workers)
+    one = partial(prepare_one, work=work.resolve(), transcode=transcode)  # absolute: any node may run it
     with (
-        ThreadPoolExecutor(max_workers=workers) as pool,
         progress_bar("transcode", len(pending), enabled=progress) as bar,
-        closing(_in_order(pool, lambda v: _prepare(v, work, transcode), pending, AHEAD * workers)) as results,
+        closing(engine.map(one, pending, AHEAD * workers)) as results,
     ):
         for video, result in results:
             if result.error is None:
@@ -114,25 +115,6 @@ def prepare_all(
     return prepared
 
 
-def _in_order(
-    pool: ThreadPoolExecutor, work: Callable[[Candidate], Prepared], videos: Iterable[Candidate], ahead: int
-) -> Iterator[tuple[Candidate, Prepared]]:
-    """(video, work(video)) in the order of `videos`, with at most `ahead` of them submitted at a time."""
-    running: deque[tuple[Candidate, Future[Prepared]]] = deque()
-    try:
-        for video in videos:
-            running.append((video, pool.submit(work, video)))
-            if len(running) >= ahead:
-                done, future = running.popleft()
-                yield done, future.result()
-        while running:
-            done, future = running.popleft()
-            yield done, future.result()
-    finally:  # closed early (a full disk): what has not started never starts
-        for _, future in running:
-            future.cancel()
-
-
 def _missing_media(video: Candidate) -> str | None:
     """Why a selected video or photo post cannot be prepared from its files, or None."""
     if video.kind != "photo":
@@ -147,7 +129,8 @@ def _missing_media(video: Candidate) -> str | None:
     return None
 
 
-def _prepare(video: Candidate, work: Path, transcode: TranscodeParams) -> Prepared:
+def prepare_one(video: Candidate, work: Path, transcode: TranscodeParams) -> Prepared:
+    """The unit of work: one post's sample files in WORK/ID/, facts written last (any node may run it)."""
     if video.kind == "photo":
         return prepare_photo(video.id, video.images, video.path, work, transcode, video.media, video.sha256)
     return prepare(video.id, video.path, work, transcode, video.media, video.sha256)

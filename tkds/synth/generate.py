@@ -148,7 +148,8 @@ class SynthSummary:
     near_duplicates: int = 0
 
     @property
-    def videos_per_s(self) -> float:
+    def rendered_per_s(self) -> float:
+        """Media files rendered a second (with a pool, far fewer than the posts written)."""
         return self.rendered / self.wall_s if self.wall_s else 0.0
 
 
