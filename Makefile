@@ -7,7 +7,8 @@ setup:
 demo: setup
 	.venv/bin/tkds demo --out demo
 
-test: setup lint
+test: lint
+	@TKDS_EXTRAS=dev,ray bash scripts/setup.sh
 	.venv/bin/pytest
 
 test-fast: setup lint

@@ -41,15 +41,21 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV with $("$PYTHON" --version)"
   "$PYTHON" -m venv "$VENV" || fail "could not create $VENV (is the python3-venv package installed?)"
 fi
+# TKDS_EXTRAS: the extras to install (`make test` adds ray, so the suite's Ray tests run). The stamp keeps
+# the hash of pyproject.toml and constraints.txt, and the extras installed; extras once installed stay.
+EXTRAS=${TKDS_EXTRAS:-dev}
+[[ "$EXTRAS" =~ ^[a-z,]+$ ]] || fail "TKDS_EXTRAS=$EXTRAS: give extras as names joined by commas, e.g. dev,ray"
 stamp="$VENV/.tkds-installed"
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing tkds[dev] and the tested versions of constraints.txt into $VENV"
+read -r have have_extras 2>/dev/null < "$stamp" || true
+EXTRAS=$(echo "$EXTRAS,${have_extras:-}" | tr ',' '\n' | grep -v '^$' | sort -u | paste -sd, -)
+if [ "${have:-}" != "$want" ] || [ "${have_extras:-}" != "$EXTRAS" ]; then
+  echo "setup: installing tkds[$EXTRAS] and the tested versions of constraints.txt into $VENV"
   echo "setup: the first time takes 3 to 6 minutes on 2 cores and 6.6 GB of disk (torch with its CUDA libraries)"
   started=$SECONDS
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' \
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[$EXTRAS]" \
     || fail "pip install failed; see the messages above"
-  echo "$want" > "$stamp"
+  echo "$want $EXTRAS" > "$stamp"
   echo "setup: installed in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
 fi
 "$VENV/bin/python" -c 'import tkds, torchcodec' || fail "tkds or torchcodec does not import; delete $VENV and re-run"
