@@ -46,6 +46,9 @@ NOT_RUN = {
     "tkds serve --run demo/run --port 8000        # then open http://127.0.0.1:8000/": (
         "serves until Ctrl-C (tests/test_serve*.py)"
     ),
+    "pip install -e '.[ray]'       # Ray core; make test installs it too": (
+        "starts Ray nodes and needs folders every node mounts (tests/test_engine_ray.py runs a 2-node cluster)"
+    ),
     "tkds demo --out demo": (
         "the full demo (300 videos) runs for a quarter of an hour; the test stands in a demo/ of 80"
     ),
