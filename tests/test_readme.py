@@ -47,7 +47,7 @@ NOT_RUN = {
         "serves until Ctrl-C (tests/test_serve*.py)"
     ),
     "pip install -e '.[ray]'       # Ray core; make test installs it too": (
-        "starts Ray nodes and needs folders every node mounts (tests/test_engine_ray.py runs a 2-node cluster)"
+        "starts Ray nodes, needs folders every node mounts (tests/test_engine_ray.py: a 2-node cluster)"
     ),
     "tkds demo --out demo": (
         "the full demo (300 videos) runs for a quarter of an hour; the test stands in a demo/ of 80"
