@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import click
@@ -36,6 +37,25 @@ def _seconds(value: str) -> tuple[float, float]:
     return parts[0], parts[-1]
 
 
+class _RegistryChoice(click.Choice):
+    """A click.Choice over a registry's names, read when first needed: the registries import torch,
+    which `tkds --help` and the other commands should not wait for."""
+
+    def __init__(self, names: Callable[[], Iterable[str]]) -> None:
+        self._names = names
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self._names())
+
+
+def _preset_names() -> Iterable[str]:
+    from tkds.models.presets import PRESETS
+
+    return PRESETS
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(tkds.__version__, prog_name="tkds")
 def cli() -> None:
@@ -45,11 +65,13 @@ def cli() -> None:
 @cli.command()
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--videos", default=200, show_default=True, help="Number of videos.")
-@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--seed", default=0, show_default=True, help="Seed of everything drawn; same seed, same corpus."
+)
 @click.option("--size", "size", default="144x256", show_default=True, help="WIDTHxHEIGHT of the mp4s.")
 @click.option("--seconds", default="5-7", show_default=True, help="Duration range A-B in seconds.")
-@click.option("--fps", default=15, show_default=True)
-@click.option("--categories", default=8, show_default=True)
+@click.option("--fps", default=15, show_default=True, help="Frames per second of the mp4s.")
+@click.option("--categories", default=8, show_default=True, help="Number of content categories (the labels).")
 @click.option(
     "--photo-share", default=0.1, show_default=True, help="Share of posts that are photo posts (0..1)."
 )
@@ -108,7 +130,7 @@ def _print_synth_summary(summary) -> None:
     if summary.near_duplicates:
         table.add_row("near duplicates", f"{summary.near_duplicates} (listed in corpus.json)")
     table.add_row("failures", "0")
-    table.add_row("wall time", f"{summary.wall_s:.1f} s ({summary.videos_per_s:.2f} videos/s)")
+    table.add_row("wall time", f"{summary.wall_s:.1f} s ({summary.rendered_per_s:.2f} files rendered/s)")
     if busy:
         table.add_row("encode share of worker time", f"{summary.encode_s / busy:.0%}")
     for scope, values in summary.bayes_r2.items():
@@ -128,7 +150,11 @@ def _print_synth_summary(summary) -> None:
     help="The proxy's port on 127.0.0.1 (0: any free port).",
 )
 @click.option(
-    "--ca-out", type=click.Path(path_type=Path), default=Path("tkds-twin-ca.pem"), show_default=True
+    "--ca-out",
+    type=click.Path(path_type=Path),
+    default=Path("twin-ca.pem"),
+    show_default=True,
+    help="Where to write the twin's CA certificate, for clients' --ca-cert/--cacert.",
 )
 @click.option(
     "--faults",
@@ -136,7 +162,12 @@ def _print_synth_summary(summary) -> None:
     help="Seeded fault rates, e.g. 'rate429=0.05,empty=0.02,reset=0.01'; drop_FIELD=RATE serves items "
     "without stats, author, music, hashtags or media (payload drift).",
 )
-@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    help="Seed of the fault draws, the feed order and --page-format mixed.",
+)
 @click.option(
     "--page-format",
     type=click.Choice(["universal", "sigi", "next", "mixed"]),
@@ -177,23 +208,41 @@ def twin(corpus: Path, port: int, ca_out: Path, faults: str, seed: int, page_for
 @cli.command()
 @click.option("--db", type=click.Path(path_type=Path), required=True, help="The DuckDB file to write.")
 @click.option("--media", type=click.Path(path_type=Path), default=None, help="Folder for the mp4 files.")
-@click.option("--hashtag", multiple=True)
-@click.option("--user", multiple=True)
+@click.option("--hashtag", multiple=True, help="A hashtag's videos (the # is optional); repeatable.")
+@click.option("--user", multiple=True, help="A user's videos, by handle (the @ is optional); repeatable.")
 @click.option("--music", multiple=True, help="A sound's id.")
-@click.option("--search", multiple=True)
+@click.option("--search", multiple=True, help="The videos a search query finds; repeatable.")
 @click.option("--trending", is_flag=True, help="The For You feed.")
-@click.option("--urls", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None)
+@click.option(
+    "--urls",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="A text file of video URLs, one a line.",
+)
 @click.option("--limit", default=100, show_default=True, help="Videos per target.")
 @click.option(
     "--rate", default=5.0, show_default=True, help="Requests per second per host, shared by all --workers."
 )
-@click.option("--concurrency", default=4, show_default=True)
+@click.option(
+    "--concurrency",
+    default=4,
+    show_default=True,
+    help="Video pages and media downloads in flight at once, per worker.",
+)
 @click.option(
     "--workers",
     default=1,
     show_default=True,
     help="Collector processes filling --db together; each of N gets --rate/N and its own Chromium.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where the --workers parts run: this machine, or Ray tasks (pip install 'tkds[ray]').",
+)
+@click.option("--ray-address", default=None, help="With --engine ray: the cluster to join, e.g. auto.")
 @click.option("--proxy", multiple=True, help="A proxy URL, or a file of them to rotate.")
 @click.option("--ca-cert", type=click.Path(path_type=Path), default=None, help="The proxy's CA (the twin's).")
 @click.option("--cookies", type=click.Path(path_type=Path), default=None, help="A Netscape cookies.txt.")
@@ -220,6 +269,8 @@ def collect(
     rate: float,
     concurrency: int,
     workers: int,
+    engine: str,
+    ray_address: str | None,
     proxy: tuple[str, ...],
     ca_cert: Path | None,
     cookies: Path | None,
@@ -254,6 +305,8 @@ def collect(
         refresh_stats=refresh_stats,
         detail=detail,
         workers=workers,
+        engine=engine,
+        ray_address=ray_address,
     )
     _print_collect_summary(summary, db, comments)
 
@@ -332,7 +385,7 @@ def _print_warnings(warnings: list[str]) -> None:
 def import_(
     db: Path, media: Path | None, tables: tuple[Path, ...], mapping: str | None, files: tuple[Path, ...]
 ) -> None:
-    """Ingest saved TikTok captures, other tools' exports and data tables into DuckDB.
+    """Ingest saved TikTok captures (FILES), other tools' exports and data tables into DuckDB.
 
     Each file's format is detected from its content: TikTok pages and API JSON, tiktok-scraper,
     Apify, pyktok and Research API exports, and CSV, TSV or Parquet tables.
@@ -382,16 +435,25 @@ def import_(
 
 @cli.command()
 @click.option("--db", type=click.Path(path_type=Path, dir_okay=False), help="The collector's DuckDB file.")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True)
 @click.option(
-    "--split-by", type=click.Choice(["author", "time", "random"]), default="author", show_default=True
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="The dataset folder: one subfolder of shards per split, dataset.json and the dataset card.",
+)
+@click.option(
+    "--split-by",
+    type=click.Choice(["author", "time", "random"]),
+    default="author",
+    show_default=True,
+    help="Keep each author in one split, split by posting time, or by a hash of the video id.",
 )
 @click.option("--ratios", default="0.8,0.1,0.1", show_default=True, help="train,val,test; they sum to 1.")
 @click.option("--cut-date", default=None, help="With --split-by time: train is what was posted before it.")
-@click.option("--samples-per-shard", default=256, show_default=True)
+@click.option("--samples-per-shard", default=256, show_default=True, help="Videos per tar file.")
 @click.option("--shard-mb", type=float, default=None, help="Fill shards to about this size instead.")
 @click.option("--size", default=256, show_default=True, help="Short side in px; 0 keeps the source files.")
-@click.option("--fps", default=15.0, show_default=True)
+@click.option("--fps", default=15.0, show_default=True, help="Frame rate of the transcoded videos.")
 @click.option("--seed", default=0, show_default=True, help="Salt of the split hash.")
 @click.option(
     "--where", default=None, help='A SQL condition on the videos, as `v`, e.g. "v.duration_s < 60".'
@@ -402,9 +464,21 @@ def import_(
     help="Per-video labels: a SynthTok corpus.json, or a CSV with an id column.",
 )
 @click.option(
-    "--kind", default="all", show_default=True, help="What to package: video, photo (photo posts) or all."
+    "--kind",
+    type=click.Choice(["video", "photo", "all"]),
+    default="all",
+    show_default=True,
+    help="What to package: videos, photo posts (as slideshows) or both.",
 )
 @click.option("--workers", default=None, type=int, help="Parallel ffmpeg processes; default: all cores.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where transcodes run: this machine, or Ray tasks (pip install 'tkds[ray]').",
+)
+@click.option("--ray-address", default=None, help="With --engine ray: the cluster to join, e.g. auto.")
 @click.option("--verify", is_flag=True, help="Only re-hash the shards in --out against their manifest.")
 def shard(
     db: Path | None,
@@ -421,6 +495,8 @@ def shard(
     labels: Path | None,
     kind: str,
     workers: int | None,
+    engine: str,
+    ray_address: str | None,
     verify: bool,
 ) -> None:
     """Package collected videos as WebDataset shards with leak-free splits, an index and a dataset card."""
@@ -444,7 +520,8 @@ def shard(
         samples_per_shard=samples_per_shard, shard_mb=shard_mb, size=size, fps=fps, where=where,
         labels=str(labels.resolve()) if labels else None, kind=kind,
     )  # fmt: skip
-    _print_shard_summary(build_shards(db, out, params, workers=workers), out)
+    summary = build_shards(db, out, params, workers=workers, engine=engine, ray_address=ray_address)
+    _print_shard_summary(summary, out)
 
 
 def _print_shard_summary(summary, out: Path) -> None:
@@ -470,7 +547,12 @@ def _print_shard_summary(summary, out: Path) -> None:
 
 
 @cli.command()
-@click.option("--shards", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True)
+@click.option(
+    "--shards",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    required=True,
+    help="A dataset folder written by tkds shard.",
+)
 @click.option(
     "--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="The run folder."
 )
@@ -481,10 +563,20 @@ def _print_shard_summary(summary, out: Path) -> None:
     help="Comma-separated: random, simclr, av-simclr, moco, vicreg, supervised, metadata-only, sound-id.",
 )
 @click.option(
-    "--preset", default="cpu-tiny", show_default=True, help="cpu-tiny, cpu-small, gpu-small, gpu-full."
+    "--preset",
+    type=_RegistryChoice(_preset_names),
+    default="cpu-tiny",
+    show_default=True,
+    help="The training recipe: backbones, clip, batch and epochs (see tkds.models).",
 )
-@click.option("--seeds", default=2, show_default=True)
-@click.option("--tasks", default=None, help="Comma-separated; default: all.")
+@click.option(
+    "--seeds", default=2, show_default=True, help="Seeds per method (1 to 100); rows show mean ± std."
+)
+@click.option(
+    "--tasks",
+    default=None,
+    help="Comma-separated: classification, retrieval, originality, likes, hashtags; default: all.",
+)
 @click.option("--label", default=None, help="The label column; default: the dataset's (category or target).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N; default: cuda when there is one.")
 def bench(
@@ -531,7 +623,13 @@ def _print_headline(out: Path) -> None:
 
 
 @cli.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("demo"), show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("demo"),
+    show_default=True,
+    help="The folder for every stage's output; a re-run reuses what is there.",
+)
 @click.option("--tiny", is_flag=True, help="A minutes-scale version (96 two-second videos), as CI runs it.")
 def demo(out: Path, tiny: bool) -> None:
     """The embedded default: SynthTok → the twin → collect → shard → bench cpu-tiny → leaderboard."""
@@ -561,15 +659,20 @@ def demo(out: Path, tiny: bool) -> None:
     console.print(f"Stages: {stages}")
     console.print(
         f"Files: {out / 'tk.duckdb'} (DuckDB), {out / 'shards'} (WebDataset), "
-        f"{out / 'run' / 'leaderboard.html'} (open it in a browser). Serve it: tkds serve --run {out / 'run'}"
+        f"{out / 'run' / 'leaderboard.html'} (open it in a browser), {result.results} (the headline "
+        f"figures). Serve it: tkds serve --run {out / 'run'}"
     )
 
 
 @cli.command()
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="A bench run folder.")
 @click.option("--method", default=None, help="The method to serve; default: the run's best learned one.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="The port to listen on."
+)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="The address to listen on; 0.0.0.0 for all."
+)
 @click.option("--max-upload-mb", default=200, show_default=True, help="Larger uploads are refused (413).")
 @click.option("--proxy", default=None, help="A proxy URL for fetching TikTok video URLs (e.g. the twin's).")
 @click.option("--ca-cert", type=click.Path(path_type=Path), default=None, help="The proxy's CA (the twin's).")
@@ -606,6 +709,101 @@ def serve(
     app = create_app(predictor, max_upload_mb, proxy, ca_cert)
     uvicorn.run(app, host=host, port=port, log_level="warning")
     console.print("serve: stopped")
+
+
+@cli.command()
+@click.option(
+    "--shards",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="A dataset folder written by tkds shard; its train split is read.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="The run folder: checkpoint.pt and train.jsonl; a re-run resumes it, or reuses it once finished.",
+)
+@click.option(
+    "--method", required=True, help="The method: random, simclr, av-simclr, moco, vicreg, supervised."
+)
+@click.option(
+    "--preset",
+    type=_RegistryChoice(_preset_names),
+    default="cpu-tiny",
+    show_default=True,
+    help="The training recipe: backbones, clip, batch and epochs (see tkds.models).",
+)
+@click.option(
+    "--seed", default=0, show_default=True, help="Seed of the initialisation, order and augmentations."
+)
+@click.option("--device", default=None, help="cpu, cuda or cuda:N; default: cuda when there is one.")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many steps in all; resume later.")
+def train(
+    shards: Path, out: Path, method: str, preset: str, seed: int, device: str | None, max_steps: int | None
+) -> None:
+    """Train one method on the shards, as a tkds bench cell does; also under torchrun --no-python."""
+    import time
+
+    from tkds.models.train import train as run_train
+
+    started = time.perf_counter()
+    result = run_train(shards, out, method, preset, seed=seed, device=device, max_steps=max_steps)
+    if int(os.environ.get("RANK", "0")):
+        return  # under torchrun, rank 0 reports
+    state = "finished" if result.finished else f"stopped at step {result.step}; re-run to resume"
+    how = "reused (it had finished)" if result.reused else ("resumed" if result.resumed else "new")
+    table = Table(title=f"Trained {result.method} in {out}", show_header=False)
+    table.add_row("method", f"{result.method} ({result.preset} preset, config {result.config_hash[:12]})")
+    table.add_row("seed", str(result.seed))
+    table.add_row("steps", f"{result.step} of {result.total_steps}, {state}")
+    table.add_row("run", how)
+    loss = "none" if result.last_loss is None else f"{result.last_loss:.4f}"
+    table.add_row("last loss", loss)
+    table.add_row("checkpoint", str(result.checkpoint))
+    wall = time.perf_counter() - started
+    trained = f"{result.train_seconds:.1f} s training in all, on {result.device}"
+    table.add_row("wall time", f"{wall:.1f} s ({trained})")
+    console.print(table)
+
+
+@cli.command()
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="A checkpoint.pt written by tkds train or tkds bench.",
+)
+@click.option(
+    "--shards", type=click.Path(path_type=Path, file_okay=False), required=True, help="A tkds shard folder."
+)
+@click.option(
+    "--split",
+    type=click.Choice(["train", "val", "test"]),
+    default="test",
+    show_default=True,
+    help="The split whose videos are embedded.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The parquet file to write; an existing one is refused.",
+)
+@click.option("--clips", default=4, show_default=True, help="Evenly spaced clips averaged per video.")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N; default: cuda when there is one.")
+def embed(checkpoint: Path, shards: Path, split: str, out: Path, clips: int, device: str | None) -> None:
+    """Write one row per video of a split (id, metadata, video and audio embeddings) to a parquet file."""
+    from tkds.models.embed import write_embeddings
+
+    summary = write_embeddings(checkpoint, shards, split, out, clips=clips, device=device)
+    widths = f"video {summary.video_dim}" + (f", audio {summary.audio_dim}" if summary.audio_dim else "")
+    table = Table(title=f"Embeddings in {out}", show_header=False)
+    table.add_row("method", summary.method)
+    table.add_row("rows", f"{summary.rows} videos of the {split} split")
+    table.add_row("widths", widths)
+    table.add_row("wall time", f"{summary.wall_s:.1f} s")
+    console.print(table)
 
 
 def main(argv: list[str] | None = None) -> None:

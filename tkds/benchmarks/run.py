@@ -46,7 +46,6 @@ RUN_RECORD = "run.json"
 CELL_RECORD = "cell.json"
 WARNINGS_LOG = "warnings.log"
 MAX_SEEDS = 100
-DEVICE = re.compile(r"cpu|cuda(:[0-9]{1,2})?")
 # A label column is a key of the samples' `labels`: a short plain name.
 LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
@@ -191,26 +190,15 @@ def check_options(methods: tuple[str, ...], seeds: object, tasks: tuple[str, ...
     if label is not None and not (isinstance(label, str) and LABEL.fullmatch(label)):
         raise TkdsError(f"--label {_named(label)}: not a label column name (letters, digits, _ . -)")
     if device is not None:
-        _check_device(device)
+        from tkds.models.train import check_device
+
+        check_device(device)
     return tuple(dict.fromkeys(methods))
 
 
 def _named(value: object) -> str:
     """A plain name as it is; anything else as a short quoted prefix."""
     return value if isinstance(value, str) and re.fullmatch(r"[\w.:-]{1,40}", value) else preview(value)
-
-
-def _check_device(device: object) -> None:
-    if not isinstance(device, str) or not DEVICE.fullmatch(device):
-        raise TkdsError(f"--device {_named(device)}: use cpu, cuda or cuda:N")
-    if device.startswith("cuda"):
-        import torch
-
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        index = int(device.partition(":")[2] or 0)
-        if index >= count:
-            seen = f"only {count} CUDA device(s) are visible" if count else "no CUDA device is visible"
-            raise TkdsError(f"--device {device}: {seen}; use --device cpu or another index")
 
 
 def _short(value: object) -> str:

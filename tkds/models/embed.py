@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ import torch.nn.functional as F
 
 from tkds.console import progress_bar
 from tkds.errors import TkdsError
+from tkds.ids import preview
 from tkds.models.checkpoint import load_method
 from tkds.models.methods import Method
 from tkds.models.train import cpu_threads, default_workers
@@ -129,3 +132,66 @@ def _clip_mean(encode: Callable[[torch.Tensor], torch.Tensor], clips: torch.Tens
     """encode() every clip of (B, C, ...) in one pass, average over C, L2-normalise, as float32."""
     features = encode(clips.flatten(0, 1)).float().unflatten(0, clips.shape[:2])
     return F.normalize(features.mean(dim=1), dim=1)
+
+
+@dataclass(frozen=True)
+class EmbedSummary:
+    """What `write_embeddings` wrote: one row per video, its embeddings' widths (audio: 0 if none)."""
+
+    out: Path
+    method: str
+    rows: int
+    video_dim: int
+    audio_dim: int
+    wall_s: float
+
+
+def write_embeddings(
+    checkpoint: Path,
+    shards: Path,
+    split: str,
+    out: Path,
+    clips: int = 4,
+    device: str | None = None,
+    progress: bool = True,
+) -> EmbedSummary:
+    """Embed `split` with `checkpoint` into the parquet `out`, in the table `tkds bench` writes per cell.
+
+    One row per video: `key` (the video id), its metadata, `video` and, for audio-visual methods,
+    `audio` (null for videos without audio). An existing `out` is refused; the file appears whole or not
+    at all (written beside it, then renamed).
+    """
+    from tkds.benchmarks.run import _manifest, embeddings_table
+    from tkds.dataset.split import SPLITS
+    from tkds.models.train import check_device
+
+    started = time.perf_counter()
+    checkpoint, shards, out = Path(checkpoint), Path(shards), Path(out)
+    if split not in SPLITS:
+        raise TkdsError(f"--split {preview(split)}: use one of {', '.join(SPLITS)}")
+    if isinstance(clips, bool) or not isinstance(clips, int) or not 1 <= clips <= 64:
+        raise TkdsError(f"--clips {preview(clips)}: use a whole number from 1 to 64")
+    if device is not None:
+        check_device(device)
+    if not checkpoint.is_file():
+        raise TkdsError(f"--checkpoint {checkpoint} is not a file; train one with tkds train")
+    if out.exists():
+        raise TkdsError(f"--out {out} exists; choose another --out, or delete it to embed again")
+    if not out.parent.is_dir():
+        raise TkdsError(f"--out {out}: folder {out.parent} does not exist; create it first")
+    label_column = _manifest(shards).get("label_column", "category")
+    embeddings = embed(checkpoint, shards, split, clips=clips, device=device, progress=progress)
+    table = embeddings_table([embeddings], label_column)
+    if embeddings.modality != "audio-visual":
+        table = table.drop("audio")  # a visual method's audio encoder is untrained
+    partial = out.with_name(out.name + ".partial")
+    table.write_parquet(partial)
+    os.replace(partial, out)
+    return EmbedSummary(
+        out=out,
+        method=embeddings.method,
+        rows=table.height,
+        video_dim=embeddings.video.shape[1],
+        audio_dim=embeddings.audio.shape[1] if "audio" in table.columns else 0,
+        wall_s=time.perf_counter() - started,
+    )

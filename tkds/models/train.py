@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -28,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tkds import __version__
 from tkds.console import progress_bar
 from tkds.errors import TkdsError
+from tkds.ids import preview
 from tkds.models.checkpoint import CHECKPOINT, check_matches, load_checkpoint, save_checkpoint
 from tkds.models.distributed import sync_batch_norm
 from tkds.models.encoders import Encoder
@@ -36,6 +38,7 @@ from tkds.models.optim import build_optimizer, warmup_cosine
 from tkds.models.presets import Preset, get_preset
 
 LOG = "train.jsonl"
+DEVICE = re.compile(r"cpu|cuda(:[0-9]{1,2})?")
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,8 @@ class TrainResult:
     step: int
     total_steps: int
     finished: bool
-    reused: bool
+    reused: bool  # the run had finished: nothing trained
+    resumed: bool  # it went on from a checkpoint
     train_seconds: float
     device: str
     last_loss: float | None
@@ -76,6 +80,14 @@ def train(
     one; `num_classes` (supervised only) defaults to the number of label classes in the manifest.
     """
     preset, cls = get_preset(preset), method_class(method)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise TkdsError(f"--seed {_shown(seed)}: use a whole number from 0 to {2**32 - 1}")
+    if max_steps is not None and (
+        isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
+    ):
+        raise TkdsError(f"--max-steps {_shown(max_steps)}: use a whole number of at least 1")
+    if device is not None:
+        check_device(device)
     with _distributed(device) as (world, dev):
         if not cls.trainable:
             return fit(method, preset, lambda epoch: [], 0, out, seed=seed, device=dev, progress=progress)
@@ -138,6 +150,26 @@ def train(
                 source=str(shards),
                 method_config=config,
             )
+
+
+def _shown(value: object) -> str:
+    """A whole number as it is; anything else as a short quoted prefix."""
+    return str(value) if type(value) is int else preview(value)
+
+
+def check_device(device: object) -> None:
+    """Refuse a device that is not cpu, cuda or cuda:N, or a CUDA device that is not visible."""
+    if not isinstance(device, str) or not DEVICE.fullmatch(device):
+        shown = (
+            device if isinstance(device, str) and re.fullmatch(r"[\w.:-]{1,40}", device) else preview(device)
+        )
+        raise TkdsError(f"--device {shown}: use cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            seen = f"only {count} CUDA device(s) are visible" if count else "no CUDA device is visible"
+            raise TkdsError(f"--device {device}: {seen}; use --device cpu or another index")
 
 
 @contextmanager
@@ -253,6 +285,7 @@ def fit(
             total_steps=total_steps,
             finished=state["epoch"] >= epochs,
             reused=reused,
+            resumed=resumed,
             train_seconds=state["train_seconds"],
             device=str(device),
             last_loss=state["last_loss"],
@@ -439,3 +472,11 @@ def _truncate_log(path: Path, step: int) -> None:
         return
     kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
     path.write_text("".join(line + "\n" for line in kept))
+
+
+if __name__ == "__main__":  # `python -m tkds.models.train ARGS` is `tkds train ARGS`
+    import sys
+
+    from tkds.cli import main
+
+    main(["train", *sys.argv[1:]])
