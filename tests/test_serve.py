@@ -133,6 +133,14 @@ def test_api_gives_every_field(base_url: str, small_corpus: Path) -> None:
     assert set(schema["paths"]["/api/predict"]["post"]["responses"]) >= {"200", "400", "413", "415", "422"}
 
 
+def test_neither_the_page_nor_the_schema_shows_the_machine_path(base_url: str, predictor: Predictor) -> None:
+    full = str(predictor.run.resolve())
+    page, schema = httpx.get(base_url).text, httpx.get(f"{base_url}/openapi.json").text
+    assert full not in page and full not in schema
+    label = f"{predictor.run.resolve().parent.name}/{predictor.run.resolve().name}"
+    assert label in page and label in schema
+
+
 def test_video_without_audio_is_predicted_with_a_note(
     base_url: str, small_corpus: Path, tmp_path: Path
 ) -> None:

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import tkds
 from tkds.errors import TkdsError
 from tkds.serve.fetch import fetch_video
-from tkds.serve.page import render_page, too_large_text
+from tkds.serve.page import render_page, run_label, too_large_text
 from tkds.serve.predictor import MAX_CAPTION, MAX_FOLLOWERS, PredictError, Prediction, Predictor
 
 JSON_PATHS = ("/api/", "/thumbs/", "/healthz")
@@ -92,8 +92,8 @@ def create_app(
         title="tkds serve",
         version=tkds.__version__,
         description=(
-            f"Predictions for one video from {predictor.method} of the bench run {predictor.run}: likes with "
-            "an interval, hashtags, similar videos of the corpus, and originality within its cohort."
+            f"Predictions for one video from {predictor.method} of the bench run {run_label(predictor.run)}: "
+            "likes with an interval, hashtags, similar videos of the corpus, and originality in its cohort."
         ),
         redoc_url=None,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
 
 from tkds.serve.predictor import MAX_CAPTION, MAX_FOLLOWERS, Prediction, Predictor
 
@@ -164,7 +165,7 @@ def render_page(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'><title>tkds serve</title>"
         f"<style>{STYLE}</style></head><body><header><h1>How will this video do?</h1>"
-        f"<p class='sub'>{escape(predictor.method)} from the run {escape(predictor.run.name)}, against "
+        f"<p class='sub'>{escape(predictor.method)} from the run {escape(run_label(predictor.run))}, against "
         f"{len(predictor.keys):,} videos. JSON API: <code>POST /api/predict</code>, described in "
         "<a href='/openapi.json'>/openapi.json</a>.</p></header><main>"
         f"<form id='predict' method='post' action='/' enctype='multipart/form-data' data-limit='{max_bytes}'>"
@@ -174,3 +175,8 @@ def render_page(
         "follower count for likes; the caption only marks the suggested tags you already wrote."
         f"</footer><script>{SCRIPT}</script></body></html>"
     )
+
+
+def run_label(run: Path) -> str:
+    """A run folder as its parent's name and its own (demo/run), never the machine's full path."""
+    return "/".join(part for part in (run.resolve().parent.name, run.resolve().name) if part)
