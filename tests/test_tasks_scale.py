@@ -126,7 +126,7 @@ def test_lof_and_knn_match_scikit_learn_and_the_full_matrix(
 
 def test_hashtag_blocks_give_the_whole_matrix_metrics(small_blocks: None) -> None:
     t = table(1200)
-    y_train, truth, answerable = hashtags._train_test(t)
+    y_train, truth, answerable = hashtags.train_test(t)
     x = features.embedding(t, "video")
     x_train, x_test = x[features.in_split(t, "train")], x[features.in_split(t, "test")][answerable]
     truth = truth[answerable]

@@ -22,7 +22,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
@@ -217,7 +217,7 @@ def build_shards(
 @contextmanager
 def _engine(engine: str, workers: int, address: str | None, summary: ShardSummary) -> Iterator:
     """The distributor for the prepare step; Ray's start-up is timed as step "engine_startup"."""
-    with summary.step("engine_startup"):
+    with summary.step("engine_startup") if engine == "ray" else nullcontext():
         distributor = open_engine(engine, workers, address)
     try:
         yield distributor
