@@ -22,13 +22,12 @@ def _plain(value: object) -> object:
 
 
 @contextmanager
-def atomic_text(path: Path) -> Iterator:
-    """A UTF-8 text file to write `path` through: under `PATH.partial`, renamed into place when the block
-    ends, removed when it fails; a full disk or a permission error is a `TkdsError`."""
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A path to write `path` through: `PATH.partial`, renamed into place when the block ends, removed
+    when it fails; a full disk or a permission error is a `TkdsError`."""
     partial = path.with_name(path.name + ".partial")
     try:
-        with open(partial, "w", encoding="utf-8") as file:
-            yield file
+        yield partial
         os.replace(partial, path)
     except OSError as error:
         partial.unlink(missing_ok=True)
@@ -38,6 +37,13 @@ def atomic_text(path: Path) -> Iterator:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_text(path: Path) -> Iterator:
+    """A UTF-8 text file to write `path` through, as `atomic_path` writes it."""
+    with atomic_path(path) as partial, open(partial, "w", encoding="utf-8") as file:
+        yield file
 
 
 def write_json(path: Path, payload: object, indent: int | None = None) -> None:

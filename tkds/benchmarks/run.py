@@ -63,7 +63,8 @@ class BenchSummary:
         self.stage_s[stage] = self.stage_s.get(stage, 0.0) + seconds
 
 
-def _manifest(shards: Path) -> dict:
+def checked_manifest(shards: Path) -> dict:
+    """The shards' dataset.json, refused in one line when it is missing or lists no shards."""
     try:
         manifest = json.loads((shards / "dataset.json").read_text())
     except (OSError, ValueError):
@@ -277,7 +278,7 @@ def bench(
     shards, out = Path(shards), Path(out)
     methods = check_options(tuple(methods), seeds, None if tasks is None else tuple(tasks), label, device)
     recipe = get_preset(preset)
-    manifest = _manifest(shards)
+    manifest = checked_manifest(shards)
     task_names = tuple(tasks or TASKS)
     label_column = label or manifest.get("label_column", "category")
     settings = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 
 from tkds.console import progress_bar
 from tkds.errors import TkdsError
+from tkds.files import atomic_path
 from tkds.ids import preview
 from tkds.models.checkpoint import load_method
 from tkds.models.methods import Method
@@ -161,7 +161,7 @@ def write_embeddings(
     `audio` (null for videos without audio). An existing `out` is refused; the file appears whole or not
     at all (written beside it, then renamed).
     """
-    from tkds.benchmarks.run import _manifest, embeddings_table
+    from tkds.benchmarks.run import checked_manifest, embeddings_table
     from tkds.dataset.split import SPLITS
     from tkds.models.train import check_device
 
@@ -179,14 +179,13 @@ def write_embeddings(
         raise TkdsError(f"--out {out} exists; choose another --out, or delete it to embed again")
     if not out.parent.is_dir():
         raise TkdsError(f"--out {out}: folder {out.parent} does not exist; create it first")
-    label_column = _manifest(shards).get("label_column", "category")
+    label_column = checked_manifest(shards).get("label_column", "category")
     embeddings = embed(checkpoint, shards, split, clips=clips, device=device, progress=progress)
     table = embeddings_table([embeddings], label_column)
     if embeddings.modality != "audio-visual":
         table = table.drop("audio")  # a visual method's audio encoder is untrained
-    partial = out.with_name(out.name + ".partial")
-    table.write_parquet(partial)
-    os.replace(partial, out)
+    with atomic_path(out) as partial:
+        table.write_parquet(partial)
     return EmbedSummary(
         out=out,
         method=embeddings.method,
