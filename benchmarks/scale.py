@@ -13,7 +13,13 @@ and its on-disk size; `vs N/10` is the stage's videos/s at N over its videos/s a
 linear (the media and shard stages work on the same sample at both sizes, so theirs says whether the
 corpus size slows them). The last line is one JSON object keyed by stage.
 
+`--engine ray` runs the collect, media and shard stages' work as Ray tasks (`--engine ray` of those
+commands): on the cluster at `--ray-address`, or on a local Ray that this script starts once (its
+start-up is printed, not counted in any stage). A stage's peak memory then includes the local Ray node's
+raylet and workers, where its Chromium and ffmpeg run. `--workers N` is each of those commands' --workers.
+
   python benchmarks/scale.py [--videos 29000] [--pool 256] [--media-sample 300] [--out DIR]
+                             [--engine local|ray] [--ray-address ADDRESS] [--workers N]
 """
 
 from __future__ import annotations
@@ -63,17 +69,17 @@ def tree_rss(root: int) -> int:
 
 
 class TreePeak:
-    """The highest resident memory of a process tree, sampled every 0.5 s in a thread."""
+    """The highest resident memory of process trees (added up), sampled every 0.5 s in a thread."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak = pid, 0
+    def __init__(self, *pids: int) -> None:
+        self.pids, self.peak = pids, 0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
         while True:
-            self.peak = max(self.peak, tree_rss(self.pid))
+            self.peak = max(self.peak, sum(tree_rss(pid) for pid in self.pids))
             if self._done.wait(0.5):
                 return
 
@@ -83,12 +89,13 @@ class TreePeak:
         return self.peak
 
 
-def run(command: list[str], log: Path) -> dict:
-    """Run a command to its end; its seconds, peak tree memory and last output line."""
+def run(command: list[str], log: Path, also: tuple[int, ...] = ()) -> dict:
+    """Run a command to its end; its seconds, peak memory (its tree's, and `also`'s trees) and last
+    output line."""
     started = time.perf_counter()
     with open(log, "w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        peak = TreePeak(process.pid)
+        peak = TreePeak(process.pid, *also)
         code = process.wait()
     figures = {"seconds": time.perf_counter() - started, "peak_rss": peak.stop()}
     lines = log.read_text(errors="replace").strip().splitlines()
@@ -135,7 +142,52 @@ def videos_in(db: Path) -> int:
         return connection.execute("SELECT count(*) FROM videos").fetchone()[0]
 
 
-def one_size(videos: int, pool: int, sample: int, folder: Path) -> dict[str, dict]:
+class Engine:
+    """The --engine flags of the collect, media and shard commands, and the processes that do their work
+    outside the command's own tree (a local Ray node's raylet, whose workers run the tasks)."""
+
+    def __init__(self, engine: str, address: str | None, workers: int | None) -> None:
+        self.name, self.address, self.startup_s, self.raylets = engine, address, 0.0, ()
+        self._ray = None
+        if engine == "ray" and address is None:
+            import ray
+
+            started = time.perf_counter()
+            ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, logging_level="ERROR")
+            self.startup_s, self._ray = time.perf_counter() - started, ray
+            self.address = ray.get_runtime_context().gcs_address
+            self.raylets = tuple(pid for pid in child_pids(os.getpid()) if "raylet" in command_name(pid))
+        self.flags = ["--workers", str(workers)] if workers else []
+        if engine == "ray":
+            self.flags += ["--engine", "ray", "--ray-address", self.address]
+
+    def close(self) -> None:
+        if self._ray is not None:
+            self._ray.shutdown()
+
+
+def child_pids(parent: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == parent:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def command_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return os.path.basename(cmdline.read().split(b"\0")[0].decode(errors="replace"))
+    except OSError:
+        return ""
+
+
+def one_size(videos: int, pool: int, sample: int, folder: Path, engine: Engine) -> dict[str, dict]:
     """Every stage on a corpus of `videos` posts; figures keyed by stage."""
     folder.mkdir(parents=True, exist_ok=True)
     corpus, tkds = folder / "corpus", str(BIN / "tkds")
@@ -152,8 +204,8 @@ def one_size(videos: int, pool: int, sample: int, folder: Path) -> dict[str, dic
         meta_db = folder / "metadata.duckdb"
         collect = run(
             [tkds, "collect", "--trending", "--no-media", "--limit", str(videos), *COLLECT_FLAGS, *via,
-             "--db", str(meta_db)],
-            folder / "collect.log",
+             "--db", str(meta_db), *engine.flags],
+            folder / "collect.log", engine.raylets,
         )  # fmt: skip
         stored = videos_in(meta_db)
         figures["collect"] = {
@@ -163,15 +215,19 @@ def one_size(videos: int, pool: int, sample: int, folder: Path) -> dict[str, dic
         media_db, media = folder / "media.duckdb", folder / "media"
         collect_media = run(
             [tkds, "collect", "--trending", "--limit", str(sample), *COLLECT_FLAGS, *via,
-             "--db", str(media_db), "--media", str(media)],
-            folder / "media.log",
+             "--db", str(media_db), "--media", str(media), *engine.flags],
+            folder / "media.log", engine.raylets,
         )  # fmt: skip
         figures["media"] = {**collect_media, "videos": videos_in(media_db), "disk_bytes": folder_bytes(media)}
     finally:
         figures["twin"]["peak_rss"] = twin.stop()
 
     shards = folder / "shards"
-    shard = run([tkds, "shard", "--db", str(media_db), "--out", str(shards)], folder / "shard.log")
+    shard = run(
+        [tkds, "shard", "--db", str(media_db), "--out", str(shards), *engine.flags],
+        folder / "shard.log",
+        engine.raylets,
+    )
     figures["shard"] = {**shard, "videos": figures["media"]["videos"], "disk_bytes": folder_bytes(shards)}
 
     python = str(BIN / "python")
@@ -191,18 +247,25 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=256, help="--media-pool: distinct clips")
     parser.add_argument("--media-sample", type=int, default=300, help="videos collected with media")
     parser.add_argument("--out", type=Path, default=None, help="keep everything here (default: a temp dir)")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local", help="collect/shard on Ray")
+    parser.add_argument("--ray-address", default=None, help="with --engine ray: a running cluster")
+    parser.add_argument("--workers", type=int, default=None, help="--workers of collect and shard")
     args = parser.parse_args()
+    if args.ray_address and args.engine != "ray":
+        raise SystemExit("--ray-address goes with --engine ray")
     if args.videos < 10 * args.media_sample:
         raise SystemExit(f"--videos must be at least 10 x --media-sample ({10 * args.media_sample})")
+    engine = Engine(args.engine, args.ray_address, args.workers)
     root = args.out or Path(tempfile.mkdtemp(prefix="tkds-scale-"))
     try:
-        tenth = one_size(args.videos // 10, args.pool, args.media_sample, root / "tenth")
-        full = one_size(args.videos, args.pool, args.media_sample, root / "full")
+        tenth = one_size(args.videos // 10, args.pool, args.media_sample, root / "tenth", engine)
+        full = one_size(args.videos, args.pool, args.media_sample, root / "full", engine)
         tasks = run(
             [str(BIN / "python"), str(BENCHMARKS / "tasks.py"), "--videos", str(args.videos)],
             root / "tasks.log",
         )
     finally:
+        engine.close()
         if args.out is None:
             shutil.rmtree(root, ignore_errors=True)
 
@@ -211,6 +274,8 @@ def main() -> None:
           f"{os.sysconf('SC_PHYS_PAGES') * PAGE / 2**30:.0f} GiB, load {load:.1f}")  # fmt: skip
     print(f"videos: {args.videos:,} (and {args.videos // 10:,}); pool {args.pool} clips; "
           f"media sample {args.media_sample}")  # fmt: skip
+    started = f", a local Ray started in {engine.startup_s:.1f} s" if engine.startup_s else ""
+    print(f"engine: {engine.name} (flags: {' '.join(engine.flags) or 'none'}{started})")
     print(f"{'stage':8} {'videos':>8} {'s':>9} {'videos/s':>9} {'vs N/10':>8} {'peak MB':>8} {'disk MB':>8}")
     result: dict[str, dict] = {}
     for stage, figures in full.items():
@@ -234,6 +299,11 @@ def main() -> None:
               f" (CPU), peak {figures['peak_rss_gib'] * 1024:.0f} MB")  # fmt: skip
     result["tasks"] = {"seconds": round(tasks["seconds"], 1), "by_task": task_figures}
     result["load"] = load
+    result["engine"] = {
+        "name": engine.name,
+        "flags": engine.flags,
+        "ray_startup_s": round(engine.startup_s, 2),
+    }
     print(json.dumps(result))
 
 

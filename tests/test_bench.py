@@ -96,7 +96,7 @@ def test_tiny_demo_runs_every_stage_and_writes_the_three_leaderboard_files(tmp_p
     }
     page = (run / "leaderboard.html").read_text()
     assert page.count("data:image/png;base64,") == 3
-    assert (run / "leaderboard.md").read_text().count("\n## ") == len(TASKS) + 1  # and the recipes
+    assert (run / "leaderboard.md").read_text().count("\n## ") == len(TASKS) + 2  # recipes, floor/ceiling
     assert "Stages: synth" in " ".join(result.stderr.split())
     # The headline figures the demo records have the shape of docs/results/demo.json, which docs/results.md
     # is generated from (tests/test_results_doc.py), and name this run's counts.

@@ -43,6 +43,9 @@ NOT_RUN = {
     "tkds bench --shards shards/ --out run/ --methods random,simclr,av-simclr,metadata-only,sound-id \\": (
         "needs the shards of the block above (tests/test_bench.py)"
     ),
+    "PYTHONPATH=examples tkds bench --shards shards/ --out run/ \\": (
+        "needs shards and the clone's examples/ (tests/test_plugins.py runs the example method and task)"
+    ),
     "tkds serve --run demo/run --port 8000        # then open http://127.0.0.1:8000/": (
         "serves until Ctrl-C (tests/test_serve*.py)"
     ),

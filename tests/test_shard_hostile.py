@@ -311,9 +311,9 @@ def test_bad_option_values_are_one_line_errors(option: list[str], synth_db: Path
 
 
 def test_the_library_checks_its_settings_too(synth_db: Path, tmp_path: Path) -> None:
-    for params in (ShardParams(ratios=(float("nan"), 0.5, 0.5)), ShardParams(samples_per_shard=0)):
+    for settings in ({"ratios": (float("nan"), 0.5, 0.5)}, {"samples_per_shard": 0}):
         with pytest.raises(TkdsError):
-            build_shards(synth_db, tmp_path / "out", params, progress=False)
+            build_shards(synth_db, tmp_path / "out", ShardParams(**settings), progress=False)
     assert not (tmp_path / "out").exists()
 
 

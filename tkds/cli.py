@@ -56,6 +56,12 @@ def _preset_names() -> Iterable[str]:
     return PRESETS
 
 
+def _difficulty_names() -> Iterable[str]:
+    from tkds.synth.factors import DIFFICULTIES
+
+    return DIFFICULTIES
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(tkds.__version__, prog_name="tkds")
 def cli() -> None:
@@ -87,6 +93,13 @@ def cli() -> None:
     default=None,
     help="Share of posts that re-upload an earlier video (0..0.5); default 0.02, 0 with --media-pool.",
 )
+@click.option(
+    "--difficulty",
+    type=_RegistryChoice(_difficulty_names),
+    default="easy",
+    show_default=True,
+    help="Nuisance factors: trending sounds, clutter, camera pan, compression (docs/synthtok.md).",
+)
 @click.option("--workers", default=None, type=int, help="Processes; default: all cores.")
 def synth(
     out: Path,
@@ -99,6 +112,7 @@ def synth(
     photo_share: float,
     media_pool: int | None,
     near_duplicates: float | None,
+    difficulty: str,
     workers: int | None,
 ) -> None:
     """Write a SynthTok corpus (mp4 + TikTok item JSON + corpus.json) to OUT."""
@@ -115,6 +129,7 @@ def synth(
         photo_share=photo_share,
         media_pool=media_pool,
         near_duplicates=(0.0 if media_pool else 0.02) if near_duplicates is None else near_duplicates,
+        difficulty=difficulty,
         workers=workers,
     )
     _print_synth_summary(summary)
@@ -560,7 +575,8 @@ def _print_shard_summary(summary, out: Path) -> None:
     "--methods",
     default="random,simclr,av-simclr,metadata-only,sound-id",
     show_default=True,
-    help="Comma-separated: random, simclr, av-simclr, moco, vicreg, supervised, metadata-only, sound-id.",
+    help="Comma-separated: random, simclr, av-simclr, moco, vicreg, supervised, metadata-only, sound-id, "
+    "or a plug-in: package.module:Class or a tkds.methods entry point (docs/plugins.md).",
 )
 @click.option(
     "--preset",
@@ -570,25 +586,34 @@ def _print_shard_summary(summary, out: Path) -> None:
     help="The training recipe: backbones, clip, batch and epochs (see tkds.models).",
 )
 @click.option(
-    "--seeds", default=2, show_default=True, help="Seeds per method (1 to 100); rows show mean ± std."
+    "--seeds", default=3, show_default=True, help="Seeds per method (1 to 100); rows show mean ± std."
 )
 @click.option(
     "--tasks",
     default=None,
-    help="Comma-separated: classification, retrieval, originality, likes, hashtags; default: all.",
+    help="Comma-separated: classification, retrieval, originality, likes, hashtags, or a plug-in "
+    "(package.module:Name, a tkds.tasks entry point; docs/plugins.md); default: the five built-ins.",
 )
 @click.option("--label", default=None, help="The label column; default: the dataset's (category or target).")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N; default: cuda when there is one.")
+@click.option(
+    "--embeddings",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Embeddings computed elsewhere, scored on every task as the row NAME: a parquet (key or id, "
+    "video and/or audio list columns, as tkds embed writes) or an npz (id, video and/or audio 2-D "
+    "arrays) with one row per video of every split. Repeatable.",
+)
 def bench(
     shards: Path, out: Path, methods: str, preset: str, seeds: int, tasks: str | None, label: str | None,
-    device: str | None,
+    device: str | None, embeddings: tuple[str, ...],
 ) -> None:  # fmt: skip
-    """Train the methods on the shards, score them on the downstream tasks, and write the leaderboard."""
+    """Train the methods on the shards, score them and any --embeddings on the tasks, then rank them."""
     from tkds.benchmarks.run import bench as run_bench
 
     summary = run_bench(
         shards, out, tuple(m.strip() for m in methods.split(",") if m.strip()), preset, seeds,
-        tuple(t.strip() for t in tasks.split(",")) if tasks else None, label, device,
+        tuple(t.strip() for t in tasks.split(",")) if tasks else None, label, device, embeddings=embeddings,
     )  # fmt: skip
     _print_bench_summary(summary, out)
 
@@ -613,7 +638,11 @@ def _print_headline(out: Path) -> None:
     board = json.loads((out / "leaderboard.json").read_text())
     header, body = summary_table(board["rows"])
     seeds = max((row.get("seeds", 0) for row in board["rows"]), default=0)
-    table = Table(title=f"Headline metrics (test split, mean ± std over {seeds} seeds)")
+    table = Table(
+        title=f"Headline metrics (test split, mean over {seeds} seeds ± std, or [95 % interval] where "
+        "cells saved per-video outputs), ranked by normalised score: (score − floor) / (ceiling − floor), "
+        "averaged over the tasks where it is defined"
+    )
     table.add_column(header[0])
     for name in header[1:]:
         table.add_column(name.replace(": ", "\n"), justify="right")
@@ -725,7 +754,10 @@ def serve(
     help="The run folder: checkpoint.pt and train.jsonl; a re-run resumes it, or reuses it once finished.",
 )
 @click.option(
-    "--method", required=True, help="The method: random, simclr, av-simclr, moco, vicreg, supervised."
+    "--method",
+    required=True,
+    help="The method: random, simclr, av-simclr, moco, vicreg, supervised, or a plug-in "
+    "(package.module:Class, a tkds.methods entry point; docs/plugins.md).",
 )
 @click.option(
     "--preset",

@@ -54,7 +54,7 @@ class LocalEngine:
     ) -> Iterator[tuple[Item, Result]]:
         """(item, work(item)) in the order of `items`, at most `ahead` submitted at a time."""
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            yield from _in_order(pool.submit, Future.result, work, items, ahead, Future.cancel)
+            yield from _in_order(pool.submit, _future_result, work, items, ahead, Future.cancel)
 
     def close(self) -> None:
         pass
@@ -64,7 +64,8 @@ class RayEngine:
     """Ray tasks of the same function on a cluster (`address`, e.g. "auto"), or a local Ray when None.
 
     Each task asks one CPU, so a node runs as many at a time as it has cores. A task whose worker or node
-    dies is run again, up to `RAY_RETRIES` times; the work function's markers make that safe.
+    dies is run again, up to `RAY_RETRIES` times; the work function's markers make that safe. One that
+    dies every time is a one-line `TkdsError` naming its item and the fix (re-run: finished work is kept).
     """
 
     name = "ray"
@@ -93,7 +94,8 @@ class RayEngine:
                     "start one with `ray start --head` or give its address"
                 ) from None
         self.startup_s = time.perf_counter() - started
-        self._remote = ray.remote(num_cpus=1, max_retries=RAY_RETRIES, retry_exceptions=False)(_call)
+        self.retries = RAY_RETRIES
+        self._remote = ray.remote(num_cpus=1, max_retries=self.retries, retry_exceptions=False)(_call)
 
     def map(
         self, work: Callable[[Item], Result], items: Iterable[Item], ahead: int
@@ -105,7 +107,19 @@ class RayEngine:
         def submit(function: Callable, item: Any) -> Any:
             return self._remote.remote(work_ref, item)
 
-        yield from _in_order(submit, ray.get, work, items, ahead, ray.cancel)
+        def result(item: Any, task: Any) -> Any:
+            try:
+                return ray.get(task)
+            except ray.exceptions.RayTaskError:
+                raise  # the work function's own exception (a TkdsError stays one)
+            except ray.exceptions.RayError as error:  # its worker or node died, every retry spent
+                raise TkdsError(
+                    f"item {ids.preview(getattr(item, 'id', item))}: its Ray task died "
+                    f"({type(error).__name__}) and was retried {self.retries} times; "
+                    "re-run the same command to resume (finished work is kept)"
+                ) from None
+
+        yield from _in_order(submit, result, work, items, ahead, ray.cancel)
 
     def submit(self, work: Callable[..., Any], *args: Any) -> Any:
         """Run `work(*args)` as one task; returns its handle for `done`, `succeeded` and `cancel`."""
@@ -156,9 +170,13 @@ def open_engine(engine: str, workers: int, address: str | None = None) -> LocalE
     return RayEngine(workers, address) if engine == "ray" else LocalEngine(workers)
 
 
+def _future_result(item: Any, future: Future) -> Any:
+    return future.result()
+
+
 def _in_order(
     submit: Callable[[Callable, Any], Any],
-    result: Callable[[Any], Any],
+    result: Callable[[Any, Any], Any],
     work: Callable,
     items: Iterable,
     ahead: int,
@@ -170,10 +188,10 @@ def _in_order(
             running.append((item, submit(work, item)))
             if len(running) >= ahead:
                 done, future = running.popleft()
-                yield done, result(future)
+                yield done, result(done, future)
         while running:
             done, future = running.popleft()
-            yield done, result(future)
+            yield done, result(done, future)
     finally:  # closed early (a full disk): what has not started never starts
         for _, future in running:
             cancel(future)

@@ -68,25 +68,40 @@ def _top_k_hits(scores: np.ndarray, truth: np.ndarray, k: int) -> tuple[np.ndarr
     return np.take_along_axis(truth[keep], order, axis=1), truth[keep].sum(axis=1)
 
 
+def precision_at_k_per_query(scores: np.ndarray, truth: np.ndarray, k: int) -> np.ndarray:
+    """|top-k ∩ true labels| / k of each query with a true label (`precision_at_k` is their mean)."""
+    hits, _ = _top_k_hits(scores, truth, k)
+    return hits.sum(axis=1) / k
+
+
 def precision_at_k(scores: np.ndarray, truth: np.ndarray, k: int) -> float:
     """P@k of multi-label ranking: mean over queries of |top-k ∩ true labels| / k."""
-    hits, _ = _top_k_hits(scores, truth, k)
-    return _mean(hits.sum(axis=1) / k)
+    return _mean(precision_at_k_per_query(scores, truth, k))
+
+
+def recall_at_k_per_query(scores: np.ndarray, truth: np.ndarray, k: int) -> np.ndarray:
+    """|top-k ∩ true labels| / |true labels| of each query with a true label."""
+    hits, n_true = _top_k_hits(scores, truth, k)
+    return hits.sum(axis=1) / n_true
 
 
 def recall_at_k_multilabel(scores: np.ndarray, truth: np.ndarray, k: int) -> float:
     """R@k of multi-label ranking: mean over queries of |top-k ∩ true labels| / |true labels|."""
-    hits, n_true = _top_k_hits(scores, truth, k)
-    return _mean(hits.sum(axis=1) / n_true)
+    return _mean(recall_at_k_per_query(scores, truth, k))
 
 
-def ndcg_at_k(scores: np.ndarray, truth: np.ndarray, k: int) -> float:
-    """NDCG@k, binary gains: DCG = Σ_{i≤k} rel_i / log2(i + 1), divided by the DCG of min(k, |true|) hits."""
+def ndcg_at_k_per_query(scores: np.ndarray, truth: np.ndarray, k: int) -> np.ndarray:
+    """NDCG@k of each query with a true label."""
     hits, n_true = _top_k_hits(scores, truth, k)
     discount = 1.0 / np.log2(np.arange(2, k + 2))
     dcg = (hits * discount[: hits.shape[1]]).sum(axis=1)
     ideal = np.cumsum(discount)[np.minimum(n_true, k) - 1]
-    return _mean(dcg / ideal)
+    return dcg / ideal
+
+
+def ndcg_at_k(scores: np.ndarray, truth: np.ndarray, k: int) -> float:
+    """NDCG@k, binary gains: DCG = Σ_{i≤k} rel_i / log2(i + 1), divided by the DCG of min(k, |true|) hits."""
+    return _mean(ndcg_at_k_per_query(scores, truth, k))
 
 
 def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:

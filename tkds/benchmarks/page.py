@@ -1,9 +1,11 @@
 """The leaderboard's HTML page: a Jinja2 template (autoescaped) over the rows, with figures inlined as PNG.
 
 It reads in a minute on a laptop: a headline table (one metric per task, the best value of each column
-marked, values at or below chance flagged, chance, majority and ceiling rows beside them), figures titled
+marked, values at or below chance flagged, rows ranked by their normalised score, chance, majority, floor
+and ceiling rows beside them), each task's floor and ceiling, figures titled
 with the method, split and seeds they show, one table per task in a box that scrolls on its own, the
-recipes, and a glossary of every metric with its direction and levels. No machine path appears on it.
+recipes, the paired differences of rows with per-video outputs, and a glossary of every metric with its
+direction and levels. No machine path appears on it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from tkds.benchmarks.leaderboard import (
     REFERENCE_INPUTS,
     best_learned,
     cell_text,
+    differences_table,
+    levels_table,
+    normalised_text,
+    ranked,
     recipe_table,
     row_label,
     task_metric_names,
@@ -55,8 +61,12 @@ def _is_level(row: dict) -> bool:
     return row.get("modality") == "ceiling"
 
 
-def _table(rows: list[dict], columns: list[tuple[str, str]], levels: dict, *, named: bool = False) -> dict:
-    """Header and rows for the template: each value with its best/below-chance mark, level rows last."""
+def _table(rows: list[dict], columns: list[tuple[str, str]], levels: dict, *, named: bool = False,
+           found: dict | None = None) -> dict:  # fmt: skip
+    """Header and rows for the template: each value with its best/below-chance mark, level rows last.
+
+    With `found` (the tasks' floors and ceilings), the headline: a normalised-score column and the floor
+    and ceiling rows."""
     best: dict[tuple[str, str], float] = {}
     for task, metric in columns:
         if describe(task, metric).direction == HIGHER:
@@ -69,6 +79,12 @@ def _table(rows: list[dict], columns: list[tuple[str, str]], levels: dict, *, na
          "title": describe(task, metric).text}
         for task, metric in columns
     ]  # fmt: skip
+    scored = [r["normalised_mean"] for r in rows if not _is_level(r) and r.get("normalised_mean") is not None]
+    top = max(scored) if found is not None and len(set(scored)) > 1 else None
+    if found is not None:
+        header.append({"text": "normalised", "sub": "mean (tasks)",
+                       "title": "(score − floor) / (ceiling − floor), averaged over the tasks where it "
+                       "is defined; 0 is the floor, 1 the ceiling"})  # fmt: skip
     body = []
     for row in rows:
         cells = [{"text": row_label(row), "kind": None}]
@@ -85,9 +101,20 @@ def _table(rows: list[dict], columns: list[tuple[str, str]], levels: dict, *, na
                 elif mean is not None and mean <= levels["chance"].get(task, {}).get(metric, -np.inf):
                     kind = "below"
                 cells.append({"text": cell_text(row["metrics"].get(task, {}).get(metric)), "kind": kind})
+        if found is not None:
+            mean = row.get("normalised_mean")
+            kind = None
+            if mean is not None and mean == top:
+                kind = "best"
+            elif mean is not None and mean <= 0:  # at or below the floor
+                kind = "below"
+            cells.append({"text": normalised_text(row), "kind": kind})
         body.append({"cells": cells, "kind": "level" if _is_level(row) else None})
-    for level in ("chance", "majority"):
-        values = [levels[level].get(task, {}).get(metric) for task, metric in columns]
+    for level in ("chance", "majority", *(("floor", "ceiling") if found is not None else ())):
+        if level in ("floor", "ceiling"):
+            values = [(found[task][level] or {}).get("value") for task, _ in columns] + [None]
+        else:
+            values = [levels[level].get(task, {}).get(metric) for task, metric in columns]
         if any(v is not None for v in values):
             texts = ["–" if v is None else f"{v:.3f}" for v in values]
             cells = [{"text": text, "kind": None} for text in [level, *texts]]
@@ -95,16 +122,16 @@ def _table(rows: list[dict], columns: list[tuple[str, str]], levels: dict, *, na
     return {"header": header, "rows": body}
 
 
-def _mean(row: dict, task: str, metric: str) -> float | None:
-    return (row["metrics"].get(task, {}).get(metric) or {}).get("mean")
-
-
-def _recipes(rows: list[dict]) -> dict:
-    header, body = recipe_table(rows)
+def _plain(header: list[str], body: list[list[str]]) -> dict:
+    """A table of texts alone (no marks) for the template."""
     return {
         "header": [{"text": name, "title": None, "sub": None} for name in header],
         "rows": [{"cells": [{"text": text, "kind": None} for text in cells], "kind": None} for cells in body],
     }
+
+
+def _mean(row: dict, task: str, metric: str) -> float | None:
+    return (row["metrics"].get(task, {}).get(metric) or {}).get("mean")
 
 
 def _glossary(rows: list[dict], levels: dict) -> dict[str, list[dict]]:
@@ -143,9 +170,8 @@ def _bars(rows: list[dict], levels: dict) -> str:
     )
     for axis, (task, metric) in zip(axes[0], HEADLINE.items(), strict=True):
         means = [_mean(row, task, metric) for row in shown]
-        stds = [(row["metrics"].get(task, {}).get(metric) or {}).get("std") or 0.0 for row in shown]
-        axis.barh(range(len(shown)), [np.nan if m is None else m for m in means], xerr=stds, capsize=2,
-                  color="#4c72b0")  # fmt: skip
+        axis.barh(range(len(shown)), [np.nan if m is None else m for m in means],
+                  xerr=_error_bars(shown, task, metric), capsize=2, color="#4c72b0")  # fmt: skip
         lines = [("chance", levels["chance"], "--", "#777"), ("majority", levels["majority"], ":", "#333")]
         for name, values, style, colour in lines:
             if (value := values.get(task, {}).get(metric)) is not None:
@@ -161,6 +187,20 @@ def _bars(rows: list[dict], levels: dict) -> str:
     axes[0][0].invert_yaxis()
     figure.tight_layout()
     return _png(figure)
+
+
+def _error_bars(rows: list[dict], task: str, metric: str) -> np.ndarray:
+    """Below and above each bar (2 × rows): to its 95 % interval's ends where it has one, else ± std."""
+    bars = np.zeros((2, len(rows)))
+    for index, row in enumerate(rows):
+        value = row["metrics"].get(task, {}).get(metric) or {}
+        if value.get("mean") is None:
+            continue
+        if value.get("ci"):
+            bars[:, index] = value["mean"] - value["ci"][0], value["ci"][1] - value["mean"]
+        else:
+            bars[:, index] = value.get("std") or 0.0
+    return np.clip(bars, 0, None)
 
 
 def _embedding_figures(out: Path, best: dict) -> tuple[str, str]:
@@ -198,15 +238,16 @@ def _embedding_figures(out: Path, best: dict) -> tuple[str, str]:
     return embedding_map, _png(figure)
 
 
-def write_page(
-    out: Path, name: str, dataset: dict, rows: list[dict], seeds: int, metadata: pl.DataFrame
-) -> None:
-    """Render leaderboard.html into `out`."""
+def write_page(out: Path, name: str, dataset: dict, rows: list[dict], seeds: int, metadata: pl.DataFrame,
+               found: dict, differences: dict[str, list[dict]]) -> None:  # fmt: skip
+    """Render leaderboard.html into `out`: `found` is the tasks' floors and ceilings (leaderboard.levels),
+    `differences` the paired differences per task (leaderboard.add_intervals)."""
     levels = baselines(metadata)
     figures = [{
         "title": "Headline metric per task", "half": False,
         "src": _bars(rows, levels),
-        "caption": f"Test split, mean ± std over {seeds} seed{'s' if seeds != 1 else ''}; the dashed lines "
+        "caption": f"Test split, mean over {seeds} seed{'s' if seeds != 1 else ''} with its 95 % interval "
+        "where the cells saved per-video outputs, else ± std; the dashed lines "
         "are the levels that need no model (chance, majority) and the SynthTok ceiling where it is known.",
     }]  # fmt: skip
     best = best_learned(rows)
@@ -227,12 +268,15 @@ def write_page(
                  "split_method": (dataset.get("split") or {}).get("method")},
         seeds=seeds,
         version=tkds.__version__,
-        headline=_table(rows, list(HEADLINE.items()), levels, named=True),
+        headline=_table(ranked(rows), list(HEADLINE.items()), levels, named=True, found=found),
+        floors=_plain(*levels_table(found)),
         figures=figures,
         tasks=[{"name": task, "about": TASK_ABOUT[task],
-                "table": _table(rows, [(task, m) for m in task_metric_names(rows, task)], levels)}
+                "table": _table(rows, [(task, m) for m in task_metric_names(rows, task)], levels),
+                "metric": HEADLINE.get(task),
+                "differences": _plain(*differences_table(differences[task])) if task in differences else None}
                for task in TASKS],
-        recipes=_recipes(rows),
+        recipes=_plain(*recipe_table(rows)),
         glossary=_glossary(rows, levels),
     )  # fmt: skip
     (out / "leaderboard.html").write_text(page)

@@ -1,7 +1,8 @@
 """`tkds bench`: for each method × seed, train (or reuse), embed every split, run the tasks, then rank.
 
 A run folder holds run.json, METHOD/seedK/{cell.json, checkpoint.pt, train.jsonl, embeddings.parquet,
-metrics.json} and `leaderboard.{json,md,html}`. Reuse is only of what is provably the same: run.json
+outputs/FEATURES.parquet (the tasks' per-video outputs, tkds.benchmarks.stats), metrics.json} and
+`leaderboard.{json,md,html}`. Reuse is only of what is provably the same: run.json
 records what the run's results depend on (the shards' identity from their dataset.json, the label
 column, the tasks, the preset and the tkds version), and a re-run into the same folder with any of them
 different is refused in one line. Each cell records the fingerprint of those settings with its method
@@ -22,7 +23,7 @@ import shutil
 import time
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +33,14 @@ import polars as pl
 
 import tkds
 from tkds.benchmarks.features import reference_table
+from tkds.benchmarks.imported import ImportSpec, check_imports, read_embeddings
 from tkds.benchmarks.leaderboard import write_leaderboard
-from tkds.benchmarks.tasks import TASKS, run_tasks
+from tkds.benchmarks.stats import OUTPUTS_DIR
+from tkds.benchmarks.tasks import TASKS, TaskResults, run_tasks
 from tkds.console import console
 from tkds.dataset.split import SPLITS
 from tkds.errors import TkdsError
-from tkds.files import LOCK_NAME, exclusive_folder, write_json
+from tkds.files import LOCK_NAME, atomic_path, exclusive_folder, file_sha256, write_json
 from tkds.ids import preview
 
 REFERENCE_METHODS = {"metadata-only": "metadata_only", "sound-id": "sound_onehot"}
@@ -173,21 +176,31 @@ def check_options(methods: tuple[str, ...], seeds: object, tasks: tuple[str, ...
                   label: str | None, device: str | None) -> tuple[str, ...]:  # fmt: skip
     """Refuse bad bench options in one line each, before anything is read or written.
 
-    Returns the methods, each once."""
-    from tkds.models.methods import METHODS
+    Returns the methods, each once. Plug-in methods and tasks (tkds.plugins) are imported and checked here.
+    """
+    from tkds.benchmarks.tasks import TASK_REGISTRY
+    from tkds.models.methods import METHOD_REGISTRY
 
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
         raise TkdsError(f"--seeds must be a whole number from 1 to {MAX_SEEDS}, not {_named(str(seeds))}")
-    valid = ", ".join([*METHODS, *REFERENCE_METHODS])
+    plug_in = "or a plug-in as package.module:Name (docs/plugins.md)"
+    valid = ", ".join([*METHOD_REGISTRY.names(), *REFERENCE_METHODS, plug_in])
     if not methods:
         raise TkdsError(f"--methods names no method; choose from {valid}")
-    unknown = [m for m in methods if m not in METHODS and m not in REFERENCE_METHODS]
+    learned = [m for m in methods if m not in REFERENCE_METHODS]
+    known = METHOD_REGISTRY.names()
+    unknown = [m for m in learned if not (isinstance(m, str) and ":" in m) and m not in known]
     if unknown:
         raise TkdsError(f"unknown method {', '.join(map(_named, unknown))}; choose from {valid}")
-    unknown = [t for t in tasks or () if t not in TASKS]
+    for method in learned:
+        METHOD_REGISTRY.resolve(method)  # a plug-in's spelling, import and class, each in one line
+    known = TASK_REGISTRY.names()
+    unknown = [t for t in tasks or () if not (isinstance(t, str) and ":" in t) and t not in known]
     if unknown or tasks == ():
         shown = ", ".join(map(_named, unknown)) or "(none)"
-        raise TkdsError(f"unknown task {shown}; choose from {', '.join(TASKS)}")
+        raise TkdsError(f"unknown task {shown}; choose from {', '.join(known)}, {plug_in}")
+    for task in tasks or ():
+        TASK_REGISTRY.resolve(task)
     if label is not None and not (isinstance(label, str) and LABEL.fullmatch(label)):
         raise TkdsError(f"--label {_named(label)}: not a label column name (letters, digits, _ . -)")
     if device is not None:
@@ -265,18 +278,25 @@ def bench(
     out: str | Path,
     methods: tuple[str, ...] = DEFAULT_METHODS,
     preset: str = "cpu-tiny",
-    seeds: int = 2,
+    seeds: int = 3,
     tasks: tuple[str, ...] | None = None,
     label: str | None = None,
     device: str | None = None,
     progress: bool = True,
+    embeddings: Mapping[str, str | Path] | Iterable[str | tuple[str, str | Path]] = (),
 ) -> BenchSummary:
-    """Train, embed and score every method × seed on `shards`, then write the leaderboard into `out`."""
+    """Train, embed and score every method × seed on `shards`, then write the leaderboard into `out`.
+
+    `embeddings` (NAME=PATH strings, (name, path) pairs or a mapping) are files of embeddings computed
+    elsewhere (tkds.benchmarks.imported), each scored on every task × seed as out/NAME/seedK. They are
+    read and checked before any method trains, and a bad one stops the run in one line.
+    """
     from tkds.models.presets import get_preset
 
     started = time.perf_counter()
     shards, out = Path(shards), Path(out)
     methods = check_options(tuple(methods), seeds, None if tasks is None else tuple(tasks), label, device)
+    imports = check_imports(embeddings, _method_names(methods))
     recipe = get_preset(preset)
     manifest = checked_manifest(shards)
     task_names = tuple(tasks or TASKS)
@@ -293,12 +313,15 @@ def bench(
     with exclusive_folder(out, "--out"):
         _claim_run(out, shards, settings)
         metadata = metadata_table(shards, label_column)
+        for spec in imports:
+            _run_imported(out, spec, seeds, settings, task_names, label_column, metadata, summary)
         for method in methods:
             for seed in range(seeds):
                 _run_cell(shards, out, method, seed, settings, recipe, task_names, label_column, metadata,
                           device, progress, summary)  # fmt: skip
         summary.wall_s = time.perf_counter() - started
-        write_leaderboard(out, shards, manifest, methods, seeds, metadata)
+        imported = tuple(spec.name for spec in imports)
+        write_leaderboard(out, shards, manifest, (*methods, *imported), seeds, metadata)
     return summary
 
 
@@ -309,28 +332,101 @@ def _run_cell(shards: Path, out: Path, method: str, seed: int, settings: dict, r
     name = f"{method}/seed{seed}"
     inputs = {**settings, "method": method, "seed": seed}
     cell_fingerprint = fingerprint(inputs)
-    if _open_cell(cell, cell_fingerprint, inputs):
+    if _open_cell(cell, cell_fingerprint, inputs) and _has_readouts(cell, method):
         summary.reused.append(name)
         return
     console.print(f"[bold]{name}[/]")
     try:
         with _warnings_into(cell / WARNINGS_LOG, summary):
             if method in REFERENCE_METHODS:
-                record = _reference_cell(metadata, method, seed, task_names, summary)
+                record = _reference_cell(metadata, cell, method, seed, task_names, summary)
             else:
                 record = _learned_cell(shards, cell, method, recipe, seed, task_names, label_column,
                                        device, progress, summary)  # fmt: skip
     except (TkdsError, RuntimeError, ValueError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        summary.failed[name] = reason
-        write_json(cell / "error.json", {"error": reason, "traceback": traceback.format_exc()}, indent=1)
-        console.print(f"[red]failed[/] {name}: {reason}")
+        _cell_failed(cell, name, error, summary)
         return
+    _cell_done(cell, method, seed, record, label_column, cell_fingerprint, summary)
+
+
+def _has_readouts(cell: Path, method: str) -> bool:
+    """Whether a finished cell holds what tkds serve serves: a learned cell of an older tkds, scored before
+    read-outs were saved, is scored again (its checkpoint is reused)."""
+    from tkds.benchmarks.readouts import paths
+
+    if method in REFERENCE_METHODS:
+        return True
+    return all(paths(cell, features)[1].is_file() for features in _feature_sets(method))
+
+
+def _cell_failed(cell: Path, name: str, error: Exception, summary: BenchSummary) -> None:
+    """Record a cell's failure in error.json and the summary; the run goes on."""
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    summary.failed[name] = reason
+    write_json(cell / "error.json", {"error": reason, "traceback": traceback.format_exc()}, indent=1)
+    console.print(f"[red]failed[/] {name}: {reason}")
+
+
+def _cell_done(cell: Path, method: str, seed: int, record: dict, label_column: str, cell_fingerprint: str,
+               summary: BenchSummary) -> None:  # fmt: skip
+    """Write a computed cell's metrics.json, with the fingerprint that lets a re-run reuse it."""
     (cell / "error.json").unlink(missing_ok=True)
     record.update(method=method, seed=seed, tkds_version=tkds.__version__, label_column=label_column,
                   fingerprint=cell_fingerprint)  # fmt: skip
     write_json(cell / "metrics.json", record, indent=1)
-    summary.done.append(name)
+    summary.done.append(f"{method}/seed{seed}")
+
+
+def _method_names(methods: tuple[str, ...]) -> set[str]:
+    """Names an imported file may not take: every built-in method's, this run's, and the leaderboard's own."""
+    from tkds.models.methods import METHODS
+
+    return {*METHODS, *REFERENCE_METHODS, *methods, "bayes-optimal"}
+
+
+def _run_imported(out: Path, spec: ImportSpec, seeds: int, settings: dict, tasks: tuple[str, ...],
+                  label_column: str, metadata: pl.DataFrame, summary: BenchSummary) -> None:  # fmt: skip
+    """Score the embeddings file `spec` names, per seed, in out/NAME/seedK: cells like a method's, whose
+    fingerprint holds the file's sha256, so a changed file is scored again and an unchanged one reused.
+
+    The file is read (and checked) only when a cell is to be computed, and before any cell is cleared.
+    """
+    sha256 = file_sha256(spec.path)
+    cells = []
+    for seed in range(seeds):
+        inputs = {**settings, "embeddings": spec.name, "sha256": sha256, "seed": seed}
+        cell, cell_fingerprint = out / spec.name / f"seed{seed}", fingerprint(inputs)
+        metrics = cell / "metrics.json"
+        if _recorded_fingerprint(cell / CELL_RECORD) == cell_fingerprint == _recorded_fingerprint(metrics):
+            summary.reused.append(f"{spec.name}/seed{seed}")
+        else:
+            cells.append((seed, cell, inputs, cell_fingerprint))
+    if not cells:
+        return
+    started = time.perf_counter()
+    imported = read_embeddings(spec, metadata)
+    summary.add_time("read embeddings", time.perf_counter() - started)
+    about = {"file": str(spec.path.resolve()), "sha256": sha256, "widths": imported.widths}
+    for seed, cell, inputs, cell_fingerprint in cells:
+        _open_cell(cell, cell_fingerprint, inputs)
+        name = f"{spec.name}/seed{seed}"
+        console.print(f"[bold]{name}[/] (imported embeddings, {imported.modality})")
+        started = time.perf_counter()
+        try:
+            with _warnings_into(cell / WARNINGS_LOG, summary):
+                rows = {}
+                for features in imported.feature_sets:
+                    results = run_tasks(imported.table, tasks, features, seed)
+                    rows[features] = {"metrics": _clean(results.metrics), "skipped": results.skipped}
+                    _write_outputs(cell, features, results)
+        except (TkdsError, RuntimeError, ValueError) as error:
+            _cell_failed(cell, name, error, summary)
+            continue
+        wall_s = time.perf_counter() - started
+        summary.add_time("tasks", wall_s)
+        record = {"modality": imported.modality, "rows": rows, "imported": about, "device": "cpu",
+                  "wall_s": wall_s}  # fmt: skip
+        _cell_done(cell, spec.name, seed, record, label_column, cell_fingerprint, summary)
 
 
 @contextmanager
@@ -349,11 +445,24 @@ def _warnings_into(log: Path, summary: BenchSummary) -> Iterator[None]:
                 summary.warnings += len(caught)
 
 
-def _reference_cell(metadata: pl.DataFrame, method: str, seed: int, tasks: tuple[str, ...],
+def _write_outputs(cell: Path, features: str, results: TaskResults) -> None:
+    """The tasks' per-video outputs for `features` into cell/outputs/FEATURES.parquet (tkds.benchmarks.stats),
+    before metrics.json marks the cell done; an older file goes when no task recorded any."""
+    path = cell / OUTPUTS_DIR / f"{features}.parquet"
+    if results.outputs is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as partial:
+        results.outputs.write_parquet(partial)
+
+
+def _reference_cell(metadata: pl.DataFrame, cell: Path, method: str, seed: int, tasks: tuple[str, ...],
                     summary: BenchSummary) -> dict:  # fmt: skip
     started = time.perf_counter()
     table = reference_table(metadata, REFERENCE_METHODS[method])
     results = run_tasks(table, tasks, "video", seed)
+    _write_outputs(cell, "video", results)
     summary.add_time("tasks", time.perf_counter() - started)
     return {
         "modality": "metadata",
@@ -366,6 +475,7 @@ def _reference_cell(metadata: pl.DataFrame, method: str, seed: int, tasks: tuple
 def _learned_cell(shards: Path, cell: Path, method: str, recipe, seed: int, tasks: tuple[str, ...],
                   label_column: str, device: str | None, progress: bool,
                   summary: BenchSummary) -> dict:  # fmt: skip
+    from tkds.benchmarks.readouts import save_readouts
     from tkds.models.embed import embed
     from tkds.models.train import train
 
@@ -382,6 +492,8 @@ def _learned_cell(shards: Path, cell: Path, method: str, recipe, seed: int, task
     for features in _feature_sets(method):
         results = run_tasks(table, tasks, features, seed)
         rows[features] = {"metrics": _clean(results.metrics), "skipped": results.skipped}
+        _write_outputs(cell, features, results)
+        save_readouts(cell, table, features, seed, tasks)  # what tkds serve serves, before metrics.json
     summary.add_time("tasks", time.perf_counter() - mark)
     return {
         "modality": parts[0].modality,

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
+import os
 import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tkds import ids
@@ -33,8 +33,16 @@ from tkds.dataset.card import write_card
 from tkds.dataset.dedupe import duplicate_clusters
 from tkds.dataset.manifest import FORMAT_VERSION, SHARD_URL, read_manifest, verify_shards, write_manifest
 from tkds.dataset.prepare import check_workers, encoded, prepare_all
-from tkds.dataset.select import KINDS, Candidate, read_labels, select_candidates
-from tkds.dataset.split import SPLIT_METHODS, SPLITS, assign_splits, check_ratios
+from tkds.dataset.select import Candidate, check_kind, read_labels, select_candidates
+from tkds.dataset.split import (
+    SPLITS,
+    assign_splits,
+    check_ratios,
+    check_seed,
+    check_split_method,
+    is_number,
+    is_whole,
+)
 from tkds.dataset.transcode import TranscodeParams
 from tkds.dataset.write import own_folder, write_splits
 from tkds.engines import check_engine, open_engine
@@ -65,6 +73,11 @@ class ShardParams:
     where: str | None = None
     labels: str | None = None
     kind: str = "all"  # "video", "photo" (photo posts) or "all"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.labels, os.PathLike):
+            self.labels = os.fspath(self.labels)
+        check_params(self)
 
 
 @dataclass
@@ -101,40 +114,31 @@ class ShardSummary:
 
 def check_params(params: ShardParams) -> None:
     """Refuse settings no build can use, in one line naming the option."""
-    if params.split_by not in SPLIT_METHODS:
-        raise TkdsError(
-            f"--split-by {ids.preview(params.split_by)}: choose one of {', '.join(SPLIT_METHODS)}"
-        )
+    if params.cut_date is not None:
+        _parse_cut(params.cut_date)
+    check_split_method(params.split_by, params.cut_date)
     check_ratios(params.ratios)
-    if not _whole(params.samples_per_shard) or params.samples_per_shard < 1:
+    if not is_whole(params.samples_per_shard) or params.samples_per_shard < 1:
         raise TkdsError(
             f"--samples-per-shard {ids.preview(params.samples_per_shard)}: give a whole number, 1 or more"
         )
-    if params.shard_mb is not None and not (_number(params.shard_mb) and 0 < params.shard_mb <= 1e6):
+    if params.shard_mb is not None and not (is_number(params.shard_mb) and 0 < params.shard_mb <= 1e6):
         raise TkdsError(f"--shard-mb {ids.preview(params.shard_mb)}: give a size in MB above 0")
-    if not _whole(params.size) or not (params.size == 0 or 16 <= params.size <= MAX_SIZE):
+    if not is_whole(params.size) or not (params.size == 0 or 16 <= params.size <= MAX_SIZE):
         raise TkdsError(
             f"--size {ids.preview(params.size)}: give a short side from 16 to {MAX_SIZE} px, "
             "or 0 to keep the sources"
         )
-    if not (_number(params.fps) and 0 < params.fps <= MAX_FPS):
+    if not (is_number(params.fps) and 0 < params.fps <= MAX_FPS):
         raise TkdsError(f"--fps {ids.preview(params.fps)}: give a frame rate above 0 and at most {MAX_FPS:g}")
-    if not _whole(params.seed) or abs(params.seed) >= 2**63:
-        raise TkdsError(f"--seed {ids.preview(params.seed)}: give a whole number")
-    if not isinstance(params.kind, str) or params.kind not in KINDS:
-        raise TkdsError(f"--kind {ids.preview(params.kind)}: choose one of {', '.join(KINDS)}")
+    check_seed(params.seed)
+    check_kind(params.kind)
     if params.where is not None and (not isinstance(params.where, str) or len(params.where) > MAX_WHERE):
         raise TkdsError(
             f"--where {ids.preview(params.where)}: give one SQL condition of at most {MAX_WHERE} characters"
         )
-
-
-def _whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if params.labels is not None and not isinstance(params.labels, str):
+        raise TkdsError(f"--labels {ids.preview(params.labels)}: give the path of a corpus.json or CSV file")
 
 
 def build_shards(
@@ -151,7 +155,12 @@ def build_shards(
     `engine` "ray" runs each post's transcode as a Ray task (on the cluster at `ray_address`, or a local
     Ray); OUT must then be a folder every node mounts. Shards are written here, the same bytes either way.
     """
-    params = params or ShardParams()
+    params = ShardParams() if params is None else params
+    if not isinstance(params, ShardParams):
+        raise TkdsError(f"params {ids.preview(params)}: give a ShardParams")
+    for name, value in (("--db", db), ("--out", out)):
+        if not isinstance(value, str | os.PathLike):
+            raise TkdsError(f"{name} {ids.preview(value)}: give a path")
     check_params(params)
     workers = check_workers(workers)
     check_engine(engine, ray_address)
@@ -277,13 +286,14 @@ def _summary_of_finished(out: Path, started: float, refused: list[str]) -> Shard
     )
 
 
-def _parse_cut(text: str | None) -> datetime | None:
+def _parse_cut(text: object) -> datetime | None:
     if text is None:
         return None
     try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise TkdsError(f"--cut-date {text!r}: give a date as YYYY-MM-DD") from None
+        cut = datetime.fromisoformat(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise TkdsError(f"--cut-date {ids.preview(text)}: give a date as YYYY-MM-DD") from None
+    return cut if cut.tzinfo is None else cut.astimezone(UTC).replace(tzinfo=None)  # create times are UTC
 
 
 def _claim_out(out: Path, params: ShardParams, db: Path) -> dict | None:

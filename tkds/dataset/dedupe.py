@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from tkds import ids
 from tkds.dataset.framehash import near_duplicate_pairs
+from tkds.errors import TkdsError
 
 if TYPE_CHECKING:  # select imports duckdb; dedupe itself needs only the candidates' fields
     from tkds.dataset.select import Candidate
@@ -21,6 +24,15 @@ def duplicate_clusters(candidates: list[Candidate], hashes: dict[str, str]) -> d
     (`near_duplicate_pairs`, an indexed search). Clusters are the connected components of both relations
     (union-find).
     """
+    if not isinstance(candidates, list | tuple):
+        raise TkdsError(f"candidates {ids.preview(candidates)}: give a list of Candidate")
+    if not isinstance(hashes, Mapping):
+        raise TkdsError(f"hashes {ids.preview(hashes)}: give a mapping of video id to frame hash")
+    bad = next((key for key, value in hashes.items() if not isinstance(value, str | None)), None)
+    if bad is not None:
+        raise TkdsError(
+            f"video {ids.preview(bad)}: frame hash {ids.preview(hashes[bad])} is not a string of hex words"
+        )
     parent = {video.id: video.id for video in candidates}
 
     def root(node: str) -> str:

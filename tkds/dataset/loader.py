@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -28,7 +29,9 @@ from torchaudio.functional import melscale_fbanks
 from torchcodec.decoders import AudioDecoder, VideoDecoder
 
 from tkds.dataset.augment import ViewAugment, center_square_box, draw_view_augment, view_clip
+from tkds.dataset.split import SPLITS, is_number, is_whole
 from tkds.errors import TkdsError
+from tkds.ids import preview
 
 MANIFEST = "dataset.json"
 N_FFT = 400
@@ -41,6 +44,8 @@ VIDEO_EXTENSIONS = ("mp4", "webm", "mkv")  # mp4 when transcoded; the source fil
 Members = dict[str, tuple[int, int]]  # extension → (data offset, size) in the tar
 TAR_BLOCK = 512
 END_OF_TAR = bytes(TAR_BLOCK)  # a zero block ends the archive
+SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # names root/SPLIT.json: no separator, no dot
+MAX_SEED = 2**63 - 1  # numpy's SeedSequence takes non-negative seeds
 
 
 @dataclass(frozen=True)
@@ -56,9 +61,13 @@ class ClipSpec:
     train: bool
 
     def __post_init__(self) -> None:
-        for name in ("frames", "size", "audio_seconds", "sample_rate", "n_mels", "views"):
-            if not getattr(self, name) > 0:
-                raise TkdsError(f"{name} must be positive, not {getattr(self, name)!r}")
+        for name in ("frames", "size", "sample_rate", "n_mels", "views"):
+            value = getattr(self, name)
+            if not is_whole(value) or value < 1:
+                shown = "clips" if name == "views" and not self.train else name
+                raise TkdsError(f"{shown} {preview(value)}: give a whole number, 1 or more")
+        if not (is_number(self.audio_seconds) and self.audio_seconds > 0):
+            raise TkdsError(f"audio_seconds {preview(self.audio_seconds)}: give a number of seconds above 0")
 
     @property
     def audio_samples(self) -> int:
@@ -96,6 +105,8 @@ def _read_json(path: Path, what: str) -> dict:
 
 def read_index(root: Path, split: str) -> list[Shard]:
     """The shards of `split` from its wids-style index, `root/split.json`."""
+    if not isinstance(split, str) or not SPLIT_NAME.fullmatch(split):
+        raise TkdsError(f"split {preview(split)}: give a split's name, such as train, val or test")
     path = root / f"{split}.json"
     if not path.is_file():
         splits = sorted(p.stem for p in root.glob("*.json") if p.name != MANIFEST)
@@ -251,6 +262,43 @@ def read_metas(root: Path, split: str) -> Iterator[tuple[Shard, str, Members, di
                     offset, size = members["json"]
                     file.seek(offset)
                     yield shard, key, members, orjson.loads(file.read(size))
+
+
+def hf_features(path: str | Path) -> Any:
+    """`datasets.Features` covering every member and json field of the dataset's samples, in all splits.
+
+    For `datasets.load_dataset("webdataset", data_files=..., features=hf_features(path))`. Without it,
+    datasets infers the features from the first 5 samples of the first shard, and refuses shards whose
+    samples differ in their members: a photo post's images (`img0.jpg`, …), a video without audio (no
+    `flac`). Reads every sample's json, nothing else. Needs `pip install datasets`.
+    """
+    import datasets
+    import pyarrow as pa
+
+    root = Path(path)
+    splits = [split for split in SPLITS if (root / f"{split}.json").is_file()]
+    members: dict[str, None] = {}  # in order of first appearance, as datasets would list them
+    metas = []
+    for split in splits or ["train"]:  # no index at all: read_index says so
+        for _, _, sample_members, meta in read_metas(root, split):
+            members.update(dict.fromkeys(sample_members))
+            metas.append(meta)
+    if not metas:
+        raise TkdsError(f"{root} holds no samples in any split; {REBUILD}")
+    json_type = datasets.Features.from_arrow_schema(pa.schema([("json", pa.array(metas).type)]))["json"]
+    features: dict[str, Any] = {}
+    for extension in members:
+        if extension == "json":
+            features[extension] = json_type
+        elif extension in VIDEO_EXTENSIONS:
+            features[extension] = datasets.Video()
+        elif extension == "flac":
+            features[extension] = datasets.Audio()
+        elif extension.endswith("jpg"):
+            features[extension] = datasets.Image()
+    return datasets.Features(
+        {**features, "__key__": datasets.Value("string"), "__url__": datasets.Value("string")}
+    )
 
 
 def read_samples(
@@ -436,11 +484,18 @@ def example_from_video(
 class ShardDataset(IterableDataset):
     """One split of a shard directory as an iterable of example dicts; build it with `load_shards`.
 
-    `num_samples` is the split's total. Rank r of world size W yields len(range(r, num_samples, W))
-    samples per epoch: the counts of ranks differ by at most one.
+    `num_samples` is the split's total, from its index. Rank r of world size W yields
+    len(range(r, num_samples, W)) examples per epoch, which is `len()`: the counts of ranks differ by at
+    most one. The DataLoader workers of a rank share its examples, so `len()` counts examples (each with
+    all its views or clips), not clips, ranks × workers, or batches.
     """
 
     def __init__(self, path: str | Path, split: str, spec: ClipSpec, shuffle: bool, seed: int) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise TkdsError(f"path {preview(path)}: give the folder that tkds shard wrote")
+        if not isinstance(shuffle, bool):
+            raise TkdsError(f"shuffle {preview(shuffle)}: give True or False")
+        _check_count("seed", seed, 0, MAX_SEED)
         root = Path(path)
         self.shards = read_index(root, split)
         self.label_column, self.label_names = read_labels(root)
@@ -455,8 +510,13 @@ class ShardDataset(IterableDataset):
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._tables: dict[int, list] = {}
 
+    def __len__(self) -> int:
+        """The examples this rank yields per epoch, across all its DataLoader workers."""
+        return len(range(self.rank, self.num_samples, self.world_size))
+
     def set_epoch(self, epoch: int) -> None:
         """Select the permutation and augmentation draws of `epoch`; call before iterating."""
+        _check_count("epoch", epoch, 0, MAX_SEED)
         self._epoch.fill_(epoch)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -470,6 +530,11 @@ class ShardDataset(IterableDataset):
             # Draws depend on the sample, not on who decodes it: the same under any worker layout.
             rng = np.random.default_rng((self.seed, epoch, sample)) if self.spec.train else None
             yield make_example(raw, self.spec, self.label_column, classes, rng)
+
+
+def _check_count(name: str, value: object, low: int, high: int) -> None:
+    if not is_whole(value) or not low <= value <= high:
+        raise TkdsError(f"{name} {preview(value)}: give a whole number from {low} to {high}")
 
 
 def load_shards(
@@ -490,8 +555,9 @@ def load_shards(
     audio float32 (views, 1, n_mels, audio_seconds*sample_rate//160 + 1) log-mel, zeros without
     audio; has_audio bool; label int (-1 when unlabelled); meta dict; key str. Batch with `collate`.
     Deterministic for (seed, epoch): call `set_epoch` each epoch. Under DDP and DataLoader workers,
-    every sample is seen once per epoch; rank r yields len(range(r, num_samples, world_size)). The
-    rank is read here: from torch.distributed if initialised, else from RANK and WORLD_SIZE.
+    every sample is seen once per epoch; rank r yields len(range(r, num_samples, world_size)), which
+    `len(dataset)` gives (examples, whatever `views` and the worker count). The rank is read here: from
+    torch.distributed if initialised, else from RANK and WORLD_SIZE.
     """
     spec = ClipSpec(frames, size, audio_seconds, sample_rate, n_mels, views, train=True)
     return ShardDataset(path, split, spec, shuffle, seed)

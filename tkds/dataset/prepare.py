@@ -74,6 +74,7 @@ def prepare_all(
 ) -> dict[str, Prepared]:
     """video id → its prepared files, for one post per distinct sha256, on `workers` threads (each
     waiting on one ffmpeg) or as tasks of `engine` (`tkds.engines`); failures go to `summary`."""
+    workers = check_workers(workers)
     transcode = TranscodeParams(size=params.size, fps=params.fps)
     prepared: dict[str, Prepared] = {}
     pending: list[Candidate] = []

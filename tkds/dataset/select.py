@@ -94,6 +94,12 @@ def photo_digest(sound_sha256: str | None, images: list[dict]) -> str:
     return digest.hexdigest()
 
 
+def check_kind(kind: object) -> None:
+    """`kind` is one of KINDS, else a `TkdsError` naming --kind."""
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise TkdsError(f"--kind {ids.preview(kind)}: choose one of {', '.join(KINDS)}")
+
+
 def select_candidates(
     db: duckdb.DuckDBPyConnection, where: str | None, db_path: Path, kind: str = "all"
 ) -> tuple[list[Candidate], list[str]]:
@@ -103,6 +109,7 @@ def select_candidates(
     Returns the candidates and the reasons of the rows refused for an invalid video id
     (`invalid_id: …`, quoting a short prefix of the id, never the id itself as a path).
     """
+    check_kind(kind)
     query = SELECT_VIDEOS.format(where=_checked_where(where))
     candidates: list[Candidate] = []
     refused: list[str] = []

@@ -29,12 +29,22 @@ def parse_ratios(text: str) -> tuple[float, float, float]:
     return check_ratios(ratios, text)
 
 
+def is_whole(value: object) -> bool:
+    """An int that is not a bool: what every count, size and seed must be."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    """A finite int or float that is not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def check_ratios(ratios: object, shown: object = None) -> tuple[float, float, float]:
     """`ratios` as train,val,test: three finite non-negative numbers summing to 1, else a `TkdsError`."""
     numbers = ratios if isinstance(ratios, tuple | list) else ()
     valid = (
         len(numbers) == 3
-        and all(isinstance(r, int | float) and not isinstance(r, bool) and math.isfinite(r) for r in numbers)
+        and all(is_number(r) for r in numbers)
         and min(numbers) >= 0
         and abs(sum(numbers) - 1) <= 1e-6
     )
@@ -44,6 +54,13 @@ def check_ratios(ratios: object, shown: object = None) -> tuple[float, float, fl
             "give train,val,test as three finite, non-negative numbers summing to 1"
         )
     return tuple(float(r) for r in numbers)  # type: ignore[return-value]
+
+
+def check_seed(seed: object) -> int:
+    """`seed` as a whole number of at most 63 bits (the split's salt), else a `TkdsError`."""
+    if not is_whole(seed) or abs(seed) >= 2**63:
+        raise TkdsError(f"--seed {ids.preview(seed)}: give a whole number")
+    return seed
 
 
 def unit_hash(group: str, seed: int) -> float:
@@ -83,10 +100,17 @@ def assign_splits(
     `cut` is train as a whole. A joined group is hashed under the smallest id of the groups it joins, so
     a group that no cluster touches keeps the split it had without clusters.
     """
-    if method not in SPLIT_METHODS:
-        raise TkdsError(f"--split-by {method!r}: choose one of {', '.join(SPLIT_METHODS)}")
-    if method == "time" and cut is None:
-        raise TkdsError("--split-by time needs --cut-date YYYY-MM-DD")
+    check_split_method(method, cut)
+    check_ratios(ratios)
+    check_seed(seed)
+    if cut is not None and not isinstance(cut, datetime):
+        raise TkdsError(f"cut {ids.preview(cut)}: give a datetime (--cut-date YYYY-MM-DD)")
+    if cut is not None and cut.tzinfo is not None:
+        cut = cut.astimezone(UTC).replace(tzinfo=None)  # create times are compared in naive UTC
+    if not isinstance(candidates, list | tuple):
+        raise TkdsError(f"candidates {ids.preview(candidates)}: give a list of Candidate")
+    if clusters is not None and not isinstance(clusters, Mapping):
+        raise TkdsError(f"clusters {ids.preview(clusters)}: give a mapping of video id to keeper id")
     clusters = clusters or {}
     group_of = _groups(candidates, method != "random", clusters)
     early_clusters = set()
@@ -105,6 +129,14 @@ def assign_splits(
         else:
             splits[video.id] = _bucket(value, ratios, SPLITS)
     return splits
+
+
+def check_split_method(method: object, cut: object) -> None:
+    """`method` is one of SPLIT_METHODS, and `time` comes with a cut date."""
+    if not isinstance(method, str) or method not in SPLIT_METHODS:
+        raise TkdsError(f"--split-by {ids.preview(method)}: choose one of {', '.join(SPLIT_METHODS)}")
+    if method == "time" and cut is None:
+        raise TkdsError("--split-by time needs --cut-date YYYY-MM-DD")
 
 
 def _created(video: Candidate) -> datetime:

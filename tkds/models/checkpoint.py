@@ -54,8 +54,17 @@ def check_matches(
 
 
 def load_method(path: Path) -> Method:
-    """The trained method stored in checkpoint `path`, in eval mode, on the CPU."""
+    """The trained method stored in checkpoint `path`, in eval mode, on the CPU.
+
+    A checkpoint of a plug-in method (or backbone) names it `package.module:Class`, and rebuilding it
+    imports that module from sys.path (tkds.plugins): a checkpoint is trusted like code, as torch's docs say
+    of pickles. It can only name code that is already importable here, and is read with weights_only=True.
+    """
     checkpoint = load_checkpoint(path)
-    method = build_method(checkpoint["method"], Preset(**checkpoint["preset"]), **checkpoint["method_config"])
+    try:
+        preset = Preset(**checkpoint["preset"])
+        method = build_method(checkpoint["method"], preset, **checkpoint["method_config"])
+    except TkdsError as error:
+        raise TkdsError(f"checkpoint {path}: {error}") from None
     method.load_state_dict(checkpoint["model"])
     return method.eval()

@@ -13,12 +13,15 @@ import torch
 import torch.nn.functional as F
 
 from tkds.console import progress_bar
+from tkds.dataset.split import SPLITS
 from tkds.errors import TkdsError
 from tkds.files import atomic_path
 from tkds.ids import preview
 from tkds.models.checkpoint import load_method
 from tkds.models.methods import Method
-from tkds.models.train import cpu_threads, default_workers
+from tkds.models.train import check_device, check_workers, cpu_threads, default_workers
+
+MAX_CLIPS = 64
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ def embed(
     """
     from tkds.dataset.loader import collate, load_eval_clips
 
+    check_embed_options(split, clips, device, batch_size, num_workers)
     method = load_method(checkpoint)
     preset = method.preset
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -83,6 +87,27 @@ def embed(
         return embed_batches(
             method, loader, dev, on_batch=lambda n: bar.advance(0, n), source=f"split {split} of {shards}"
         )
+
+
+def check_embed_options(
+    split: object,
+    clips: object,
+    device: object = None,
+    batch_size: object = None,
+    num_workers: object = None,
+) -> None:
+    """Refuse an unknown split, a clip count outside 1..64, a bad device, batch size or worker count."""
+    if not isinstance(split, str) or split not in SPLITS:
+        raise TkdsError(f"--split {preview(split)}: use one of {', '.join(SPLITS)}")
+    if isinstance(clips, bool) or not isinstance(clips, int) or not 1 <= clips <= MAX_CLIPS:
+        raise TkdsError(f"--clips {preview(clips)}: use a whole number from 1 to {MAX_CLIPS}")
+    if device is not None:
+        check_device(device)
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise TkdsError(f"batch_size {preview(batch_size)}: use a whole number of videos, 1 or more")
+    check_workers(num_workers)
 
 
 @torch.no_grad()
@@ -162,17 +187,10 @@ def write_embeddings(
     at all (written beside it, then renamed).
     """
     from tkds.benchmarks.run import checked_manifest, embeddings_table
-    from tkds.dataset.split import SPLITS
-    from tkds.models.train import check_device
 
     started = time.perf_counter()
+    check_embed_options(split, clips, device)
     checkpoint, shards, out = Path(checkpoint), Path(shards), Path(out)
-    if split not in SPLITS:
-        raise TkdsError(f"--split {preview(split)}: use one of {', '.join(SPLITS)}")
-    if isinstance(clips, bool) or not isinstance(clips, int) or not 1 <= clips <= 64:
-        raise TkdsError(f"--clips {preview(clips)}: use a whole number from 1 to 64")
-    if device is not None:
-        check_device(device)
     if not checkpoint.is_file():
         raise TkdsError(f"--checkpoint {checkpoint} is not a file; train one with tkds train")
     if out.exists():

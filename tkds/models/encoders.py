@@ -2,6 +2,9 @@
 
 Every encoder maps one clip to a feature vector of size `.dim`: video (N, 3, T, H, W) and audio log-mel
 (N, 1, n_mels, L). Backbones start untrained (`weights=None`): every method learns from scratch.
+A preset may also name a plug-in backbone (tkds.plugins): `package.module:Attr` or a `tkds.encoders` entry
+point, where Attr is an nn.Module class or a function returning one, built with no arguments, that has
+`.dim` and honours the same input and output shapes. It is used as it is (not wrapped in Encoder).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import torch
 from torch import nn
 
 from tkds.errors import TkdsError
+from tkds.plugins import Registry, first_line
 
 
 class Encoder(nn.Module):
@@ -93,17 +97,44 @@ AUDIO_BACKBONES: dict[str, Callable[[], Encoder]] = {
 }
 
 
-def _build(kind: str, backbones: dict[str, Callable[[], Encoder]], name: str) -> Encoder:
-    if name not in backbones:
-        raise TkdsError(f"unknown {kind} backbone {name!r}; use one of: {', '.join(backbones)}")
-    return backbones[name]()
+def _not_a_backbone(obj: object) -> str | None:
+    if isinstance(obj, nn.Module):
+        return "is a module instance; name its class, or a function that builds a fresh one"
+    if isinstance(obj, type) and not issubclass(obj, nn.Module):
+        return "is a class that is not a torch.nn.Module"
+    return None if callable(obj) else "is not an nn.Module class or a function that returns one"
 
 
-def video_encoder(name: str) -> Encoder:
-    """The video backbone called `name` (see VIDEO_BACKBONES)."""
-    return _build("video", VIDEO_BACKBONES, name)
+VIDEO_REGISTRY = Registry(
+    "video backbone", "tkds.encoders", lambda: VIDEO_BACKBONES, _not_a_backbone, "mypkg.nets:MyVideoNet"
+)
+AUDIO_REGISTRY = Registry(
+    "audio backbone", "tkds.encoders", lambda: AUDIO_BACKBONES, _not_a_backbone, "mypkg.nets:MyAudioNet"
+)
 
 
-def audio_encoder(name: str) -> Encoder:
-    """The audio backbone called `name` (see AUDIO_BACKBONES)."""
-    return _build("audio", AUDIO_BACKBONES, name)
+def _build(registry: Registry, name: str) -> nn.Module:
+    factory = registry.resolve(name)
+    if name in registry.builtins():
+        return factory()
+    try:
+        net = factory()
+    except Exception as error:  # the plug-in's own code: one line, not a traceback
+        raise TkdsError(f"{registry.kind} {name}: building it failed ({first_line(error)}); fix it") from None
+    dim = getattr(net, "dim", None)
+    if not isinstance(net, nn.Module) or isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise TkdsError(
+            f"{registry.kind} {name}: gives {type(net).__name__}, not an nn.Module with a whole-number "
+            "attribute dim (its output width); see docs/plugins.md"
+        )
+    return net  # as it is: its layout is its own (channels-last is for the built-in encoders)
+
+
+def video_encoder(name: str) -> nn.Module:
+    """The video backbone called `name`: an Encoder of VIDEO_BACKBONES, or a plug-in (module docstring)."""
+    return _build(VIDEO_REGISTRY, name)
+
+
+def audio_encoder(name: str) -> nn.Module:
+    """The audio backbone called `name`: an Encoder of AUDIO_BACKBONES, or a plug-in (module docstring)."""
+    return _build(AUDIO_REGISTRY, name)

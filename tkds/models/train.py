@@ -39,6 +39,7 @@ from tkds.models.presets import Preset, get_preset
 
 LOG = "train.jsonl"
 DEVICE = re.compile(r"cpu|cuda(:[0-9]{1,2})?")
+MAX_WORKERS = 256  # DataLoader worker processes
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,11 @@ def train(
         raise TkdsError(f"--max-steps {_shown(max_steps)}: use a whole number of at least 1")
     if device is not None:
         check_device(device)
+    check_workers(num_workers)
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
+    ):
+        raise TkdsError(f"num_classes {_shown(num_classes)}: use a whole number of classes, 1 or more")
     with _distributed(device) as (world, dev):
         if not cls.trainable:
             return fit(method, preset, lambda epoch: [], 0, out, seed=seed, device=dev, progress=progress)
@@ -188,6 +194,14 @@ def cpu_threads(device: torch.device, workers: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def check_workers(workers: object) -> None:
+    """DataLoader workers: None (the default) or a whole number from 0 to MAX_WORKERS."""
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= MAX_WORKERS
+    ):
+        raise TkdsError(f"num_workers {_shown(workers)}: use a whole number from 0 to {MAX_WORKERS}")
 
 
 def default_workers() -> int:

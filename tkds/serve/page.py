@@ -74,17 +74,22 @@ def _ordinal(n: int) -> str:
 
 def _likes(p: Prediction) -> str:
     interval = (
-        f"80 % interval {_number(p.interval[0])} – {_number(p.interval[1])}: the regressor's prediction "
-        "plus the 10th–90th percentile of its residuals on the test split (the estimate: their median)"
-        if p.interval
-        else "no interval: too few test videos with likes"
+        f"80 % interval {_number(p.interval[0])} – {_number(p.interval[1])}: the ridge's prediction plus "
+        "the 10th–90th percentile of its residuals on the test split (the estimate: their median)"
     )
     followers = f"{p.followers:,} followers" + (
-        " (the corpus median; you gave none)" if p.followers_assumed else ""
+        " (the train median; you gave none)" if p.followers_assumed else ""
+    )
+    # The ridge of a table without author statistics reads the embedding alone ("content ridge of …").
+    imputed = (
+        ""
+        if p.likes_model.startswith("content")
+        else ("; author hearts, author videos and the video's age at their train medians")
     )
     return (
         f"<section id='likes'><h2>Likes</h2><p class='value'>{_number(p.likes)}</p>"
-        f"<p class='muted'>{escape(interval)}</p><p class='muted'>for {escape(followers)}</p></section>"
+        f"<p class='muted'>{escape(interval)}</p><p class='muted'>for {escape(followers)}{imputed}</p>"
+        f"<p class='muted' id='likes-model'>likes: {escape(p.likes_model)}</p></section>"
     )
 
 
@@ -166,7 +171,8 @@ def render_page(
         "<meta name='viewport' content='width=device-width,initial-scale=1'><title>tkds serve</title>"
         f"<style>{STYLE}</style></head><body><header><h1>How will this video do?</h1>"
         f"<p class='sub'>{escape(predictor.method)} from the run {escape(run_label(predictor.run))}, against "
-        f"{len(predictor.keys):,} videos. JSON API: <code>POST /api/predict</code>, described in "
+        f"{len(predictor.keys):,} videos; likes: {escape(predictor.likes_model)}. "
+        "JSON API: <code>POST /api/predict</code>, described in "
         "<a href='/openapi.json'>/openapi.json</a>.</p></header><main>"
         f"<form id='predict' method='post' action='/' enctype='multipart/form-data' data-limit='{max_bytes}'>"
         f"{fields}</form><div class='error' role='alert' id='client-error' hidden></div>{error_box}"

@@ -1,16 +1,19 @@
-"""What `tkds serve` predicts for one video, from one bench run, with every model fitted once at start.
+"""What `tkds serve` predicts for one video, from one bench run, with the read-outs its bench saved.
 
-From the run's chosen method (the best learned row of its leaderboard unless named):
-- likes: RidgeCV on [content embedding, log(1 + followers)] over the train split, as the likes task fits
-  it, plus the 10th, 50th and 90th percentile of the test split's residuals in log(1 + likes): the
-  estimate is the median and the interval the 10th–90th, so the interval holds the estimate by
-  construction (one monotone map takes all three to likes);
-- hashtags: the kNN vote of the hashtags task (k = 20, cosine) over the train videos' tags, as the
+From the run's chosen row (the best learned row of its leaderboard unless named), its seed-0 cell's
+read-outs (`tkds.benchmarks.readouts`), loaded as saved and never refitted:
+- likes: the likes task's served ridge (`combined`: author statistics beside the embedding, fitted on the
+  author-disjoint train split), a leaderboard row named on the page. The user's follower count is its
+  one author input; what an upload cannot say (author hearts, author videos, the video's age, and the
+  followers when not given) takes the train median, as its standardiser imputes. The estimate is the fit
+  plus the test rows' median residual and the interval the fit plus their 10th and 90th percentile, so
+  the interval holds the estimate by construction (one monotone map takes all three to likes);
+- hashtags: the hashtags task's kNN read-out (k = 20, cosine) over the train videos' tags, as the
   similarity-weighted share of those neighbours that used each tag; the caption never changes the
   shares, it only marks the suggested tags it already holds;
 - similar videos: cosine nearest neighbours among every embedded video of the run, but the upload
   itself (the same file, or one nearly identical to it);
-- originality: the IsolationForest score of the originality task, as a percentile within the upload's
+- originality: the originality task's IsolationForest score, as a percentile within the upload's
   cohort, the corpus videos with the majority label of its 20 nearest neighbours (all videos when that
   cohort has fewer than 5), next to the run's own finding on originality against likes.
 Captions, likes, TikTok links and thumbnails of the corpus come from the run's shards, read by offset.
@@ -38,6 +41,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from tkds.benchmarks.features import METADATA_COLUMNS
+from tkds.benchmarks.readouts import READOUTS, load_readouts
+from tkds.benchmarks.readouts import paths as readout_paths
+from tkds.benchmarks.tasks.hashtags import HashtagsReadout
+from tkds.benchmarks.tasks.likes import LikesReadout
+from tkds.benchmarks.tasks.originality import OriginalityReadout
 from tkds.dataset.split import SPLITS
 from tkds.errors import TkdsError
 from tkds.ids import preview
@@ -47,7 +56,6 @@ SIMILAR = 10
 UNREADABLE = "{name} is cut short or damaged: it cannot be read as a video; upload the whole file"
 SAME_VIDEO = 0.999  # cosine at which a corpus video is the upload itself (or a re-encode of it)
 COHORT_NEIGHBOURS = 20
-INTERVAL_PERCENTILES = (10, 50, 90)  # the interval's ends and the estimate
 MAX_FOLLOWERS = 10**10  # more than anyone has; past it the fit is pure extrapolation
 MAX_CAPTION = 2200  # TikTok's own limit
 MAX_LIKES = 10**12  # estimates are capped here: a linear fit far outside its data can say anything
@@ -122,16 +130,13 @@ def _whole(value: object) -> int:
     return int(value) if isinstance(value, str) and value.isdigit() else 0
 
 
-def likes_with_interval(
-    log_likes: float, band: tuple[float, ...] | None
-) -> tuple[int, tuple[int, int] | None]:
-    """(estimate, 80 % interval) in likes, from the fit's log(1 + likes) and the residual percentiles.
+def likes_with_interval(log_likes: float, band: tuple[float, ...]) -> tuple[int, tuple[int, int]]:
+    """(estimate, 80 % interval) in likes, from the fit's log(1 + likes) and the test residuals' 10th,
+    50th and 90th percentile.
 
     The estimate is the fit plus the median residual and the interval the fit plus the 10th and 90th:
     three ordered numbers under one monotone map (capped expm1, rounded), so low ≤ estimate ≤ high.
     """
-    if band is None:
-        return _likes(log_likes), None
     low, middle, high = (_likes(log_likes + residual) for residual in sorted(band))
     return middle, (low, high)
 
@@ -160,12 +165,15 @@ class Similar:
 @dataclass(frozen=True)
 class Prediction:
     likes: int  # the fit plus the test split's median residual
-    interval: tuple[int, int] | None  # 10th–90th percentile, from the test split's residuals
+    interval: tuple[int, int]  # 10th–90th percentile, from the test split's residuals
+    likes_model: str  # the leaderboard row whose ridge this is, and its test R²
+    likes_log1p: float  # that ridge's own prediction, log(1 + likes), before the residuals
     followers: int
     followers_assumed: bool
     hashtags: list[Hashtag]
     similar: list[Similar]
     originality: float  # percentile of the IsolationForest score within `cohort`, 0–100
+    originality_score: float  # that score, as the originality task's read-out gives it
     cohort: str
     finding: str
     notes: list[str]
@@ -221,6 +229,12 @@ def check_run(run: Path, method: str | None) -> tuple[dict, dict]:
     shards = Path(board["dataset"]["shards"])
     missing = [p for p in (cell / "checkpoint.pt", cell / "embeddings.parquet") if not p.is_file()]
     hint = [f"delete {cell} and re-run tkds bench with --out {run} to rebuild it"] if missing else []
+    unsaved = [p for p in readout_paths(cell, row["features"]) if not p.is_file()]
+    if unsaved and not missing:
+        hint.append(
+            f"re-run tkds bench to save read-outs (the same command, --out {run}; checkpoints are reused)"
+        )
+    missing += unsaved
     indexes = [shards / f"{split}.json" for split in SPLITS]
     lost = [p for p in indexes if not p.is_file()]
     lost += [
@@ -355,15 +369,10 @@ class Predictor:
     keys: list[str]
     x: np.ndarray  # the corpus embedding per the row's features
     corpus: dict[str, CorpusVideo]
-    likes_model: object
-    residual_band: tuple[float, float, float] | None  # 10th, 50th, 90th percentile in log(1 + likes)
-    median_followers: int
-    vocabulary: list[str]
-    train_x: np.ndarray
-    train_tags: np.ndarray  # (train videos, vocabulary + 1): multi-hot tags, then a column of ones
-    forest: object
-    corpus_scores: np.ndarray
-    labels: np.ndarray
+    likes: LikesReadout
+    hashtags: HashtagsReadout
+    originality: OriginalityReadout
+    labels: np.ndarray  # the corpus videos' labels, in the originality read-out's order
     finding: str
     followers_span: tuple[float, float] | None = None  # the corpus's fewest and most followers
     duration_span: tuple[float, float] | None = None  # its shortest and longest video, seconds
@@ -376,22 +385,19 @@ class Predictor:
     def method(self) -> str:
         return f"{self.row['method']} ({self.row['features']})"
 
+    @property
+    def likes_model(self) -> str:
+        """The served likes row in words: its ridge, method, features and test R² (seed 0's)."""
+        seed = ", seed 0" if self.row.get("seeds", 1) > 1 else ""
+        return f"{self.likes.inputs} ridge of {self.method}{seed}, R² {self.likes.r2:.2f} on test"
+
     @classmethod
     def load(
         cls, run: str | Path, method: str | None = None, limits: UploadLimits | None = None
     ) -> Predictor:
-        """Check `run`, load its method's checkpoint and embeddings, and fit every read-out once;
+        """Check `run`, load its method's checkpoint, embeddings and saved read-outs (nothing is fitted);
         `limits` bound the uploads it takes."""
-        from sklearn.ensemble import IsolationForest
-        from sklearn.impute import SimpleImputer
-        from sklearn.linear_model import RidgeCV
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        from tkds.benchmarks.features import embedding, in_split, l2_normalise
-        from tkds.benchmarks.tasks.hashtags import VOCABULARY_MAX
-        from tkds.benchmarks.tasks.likes import ALPHAS
-        from tkds.benchmarks.tasks.originality import TREES
+        from tkds.benchmarks.features import embedding
         from tkds.models.checkpoint import load_method
 
         started = time.perf_counter()
@@ -400,35 +406,26 @@ class Predictor:
         cell = run / row["method"] / "seed0"
         table = pl.read_parquet(cell / "embeddings.parquet")
         x = embedding(table, row["features"])
-
-        followers = table["followers"].cast(pl.Float64).to_numpy()
-        known = table["likes"].is_not_null().to_numpy()
-        train, test = known & in_split(table, "train"), known & in_split(table, "test")
-        if not train.any():
-            raise TkdsError(f"{cell / 'embeddings.parquet'} has no train videos with likes to fit on")
-        inputs = np.column_stack([x, np.log1p(followers)])
-        y = np.log1p(table["likes"].fill_null(0).to_numpy().astype(float))
-        likes_model = make_pipeline(
-            SimpleImputer(strategy="median"), StandardScaler(), RidgeCV(alphas=ALPHAS)
+        readouts = load_readouts(cell, row["features"])
+        for name in READOUTS:
+            if not isinstance(readouts.get(name), READOUTS[name]):
+                reason = readouts.get(name) or "not among the run's tasks"
+                raise TkdsError(
+                    f"{run} has no {name} read-out for {row['method']} ({row['features']}): {reason}; "
+                    "tkds serve needs the likes, hashtags and originality tasks' read-outs"
+                )
+        likes, hashtags, originality = (readouts[name] for name in ("likes", "hashtags", "originality"))
+        author_width = 0 if likes.inputs == "content" else len(METADATA_COLUMNS)
+        fits = (
+            np.array_equal(originality.keys, np.array(table["key"].to_list(), dtype=str))
+            and hashtags.train_x.shape[1] == originality.forest.width == x.shape[1]
+            and len(likes.ridge.standardiser.kept) == author_width + x.shape[1]
         )
-        likes_model.fit(inputs[train], y[train])
-        residuals = y[test] - likes_model.predict(inputs[test])
-        band = tuple(np.percentile(residuals, INTERVAL_PERCENTILES)) if len(residuals) >= 2 else None
-
-        in_train = in_split(table, "train")
-        train_lists = table["hashtags"].filter(in_train).to_list()
-        uses = Counter(tag for tags in train_lists for tag in tags or ())
-        vocabulary = sorted(uses, key=lambda tag: (-uses[tag], tag))[:VOCABULARY_MAX]  # as the task caps it
-        column = {tag: i for i, tag in enumerate(vocabulary)}
-        train_tags = np.zeros((len(train_lists), len(vocabulary) + 1), dtype=bool)
-        train_tags[:, -1] = True  # its vote is the total weight, which turns votes into shares
-        for i, tags in enumerate(train_lists):
-            for tag in tags or ():
-                if tag in column:
-                    train_tags[i, column[tag]] = True
-
-        unit = l2_normalise(x)
-        forest = IsolationForest(n_estimators=TREES, random_state=0).fit(unit)
+        if not fits:
+            raise TkdsError(
+                f"the read-outs of {cell} do not match its embeddings.parquet; delete {cell} and re-run "
+                "tkds bench to save read-outs"
+            )
         shards = Path(board["dataset"]["shards"])
         model = load_method(cell / "checkpoint.pt")
         corpus = read_corpus(shards)
@@ -440,17 +437,12 @@ class Predictor:
             keys=table["key"].to_list(),
             x=x,
             corpus=corpus,
-            likes_model=likes_model,
-            residual_band=band,
-            median_followers=int(table["followers"].median() or 0),
-            vocabulary=vocabulary,
-            train_x=x[in_train],
-            train_tags=train_tags,
-            forest=forest,
-            corpus_scores=-forest.score_samples(unit),
+            likes=likes,
+            hashtags=hashtags,
+            originality=originality,
             labels=table["label"].to_numpy(),
             finding=finding_text(row),
-            followers_span=_span(followers.tolist()),
+            followers_span=_span(table["followers"].cast(pl.Float64).to_list()),
             duration_span=_span([video.duration_s for video in corpus.values()]),
             decode_side=max(_shard_side(shards), model.preset.size),
             limits=limits or UploadLimits(),
@@ -540,8 +532,7 @@ class Predictor:
         self, video: bytes, followers: int | None = None, caption: str | None = None, name: str = "upload"
     ) -> Prediction:
         """Likes, hashtags, similar videos and originality for one video file's bytes."""
-        from tkds.benchmarks.features import cosine_neighbours, knn_vote, l2_normalise
-        from tkds.benchmarks.tasks.hashtags import K_NEIGHBOURS
+        from tkds.benchmarks.features import cosine_neighbours, metadata_features
         from tkds.benchmarks.tasks.originality import MIN_COHORT
 
         check_fields(followers, caption)
@@ -551,24 +542,32 @@ class Predictor:
             notes = []
             if not has_audio:
                 notes.append("No audio track: predicted from the video alone.")
+            # The one author statistic a user gives; the rest (and followers when not given) are unknown,
+            # and the read-out's standardiser imputes them at their train medians.
+            author = metadata_features(
+                pl.DataFrame({"followers": [followers]}, schema={"followers": pl.Int64})
+            )
+            log_likes = float(self.likes.predict(author, query)[0])
             assumed = followers is None
             if assumed:
-                followers = self.median_followers
-                notes.append(f"No follower count given: assumed the corpus median, {followers:,}.")
-            log_likes = float(self.likes_model.predict(np.column_stack([query, [np.log1p(followers)]]))[0])
-            likes, interval = likes_with_interval(log_likes, self.residual_band)
-            if self.residual_band is None:
-                notes.append("The test split has too few videos with likes for an interval.")
-            if max(likes, *(interval or ())) >= MAX_LIKES:
+                median = self.likes.median("followers")
+                followers = 0 if median is None else round(median)
+                notes.append(
+                    "No follower count given: the likes model does not use followers."
+                    if median is None
+                    else f"No follower count given: assumed the train median, {followers:,}."
+                )
+            likes, interval = likes_with_interval(log_likes, tuple(self.likes.residuals))
+            if max(likes, *interval) >= MAX_LIKES:
                 notes.append(f"The fit is far outside its data here: likes are capped at {MAX_LIKES:,}.")
             notes += self._outside_corpus(followers, duration)
 
-            shares = knn_vote(query, self.train_x, self.train_tags, K_NEIGHBOURS)[0]
-            shares = shares[:-1] / shares[-1]
+            shares = self.hashtags.shares(query)[0]
+            vocabulary = self.hashtags.vocabulary.tolist()
             written = caption_tags(caption)
-            order = sorted(range(len(self.vocabulary)), key=lambda i: (-shares[i], self.vocabulary[i]))
+            order = sorted(range(len(vocabulary)), key=lambda i: (-shares[i], vocabulary[i]))
             hashtags = [
-                Hashtag(self.vocabulary[i], round(float(shares[i]), 3), self.vocabulary[i].lower() in written)
+                Hashtag(vocabulary[i], round(float(shares[i]), 3), vocabulary[i].lower() in written)
                 for i in order[:TOP_TAGS]
             ]
 
@@ -578,15 +577,15 @@ class Predictor:
                 shown = ", ".join(itself)
                 notes.append(f"The corpus holds this video ({shown}); similar videos leave it out.")
 
-            score = float(-self.forest.score_samples(l2_normalise(query))[0])
+            score = float(self.originality.score(query)[0])
             near = [label for label in self.labels[indices[0][:COHORT_NEIGHBOURS]] if label is not None]
             label = Counter(near).most_common(1)[0][0] if near else None
             members = self.labels == label if label is not None else np.zeros(len(self.labels), dtype=bool)
             if members.sum() >= MIN_COHORT:
                 cohort = f"{int(members.sum())} videos with {self.label_column} “{label}”"
-                scores = self.corpus_scores[members]
+                scores = self.originality.corpus_scores[members]
             else:
-                scores = self.corpus_scores
+                scores = self.originality.corpus_scores
                 cohort = f"all {len(scores)} videos of the corpus"
                 if label is not None:
                     cohort += f" (its nearest {self.label_column}, “{label}”, has fewer than {MIN_COHORT})"
@@ -595,11 +594,14 @@ class Predictor:
         return Prediction(
             likes=likes,
             interval=interval,
+            likes_model=self.likes_model,
+            likes_log1p=log_likes,
             followers=followers,
             followers_assumed=assumed,
             hashtags=hashtags,
             similar=similar,
             originality=round(float(percentile), 1),
+            originality_score=score,
             cohort=cohort,
             finding=self.finding,
             notes=notes,

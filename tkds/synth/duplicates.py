@@ -23,7 +23,7 @@ from tkds.synth.visuals import _font
 
 KINDS = ("reencode", "rescale", "crop", "overlay")
 SOURCE_BACKDROPS = (3,)  # blobs (see `visuals._background`): not stripes, checker or radial
-REENCODE_CRF = (25, 26)  # the source's is 23; both ends included
+REENCODE_CRF_STEP = (2, 3)  # added to the source's CRF (23 at the easy difficulty); both ends included
 RESCALE_FACTOR = (1.25, 2.0)  # an upscale, as re-uploads to a 720p account do
 CROP_SHARE = (0.004, 0.008)  # of the short side, cut from every edge (at least a pixel)
 WATERMARK = "TikTok @{}"  # the source creator's handle, as TikTok burns it into a download
@@ -36,7 +36,7 @@ class Variant:
 
     kind: str  # one of KINDS
     of: str  # the source video's id
-    crf: int = 23
+    crf: int | None = None  # a re-encode's; otherwise the source's
     size: tuple[int, int] | None = None  # (width, height) after a rescale or a crop
     crop_origin: tuple[int, int] = (0, 0)  # (x, y) of the kept region's top-left corner
     text: str = ""  # burnt in, in white at `opacity`, near the top or the bottom edge
@@ -45,11 +45,12 @@ class Variant:
 
 
 def plan_variant(
-    kind: str, of: str, width: int, height: int, source_handle: str, rng: np.random.Generator
+    kind: str, of: str, width: int, height: int, crf: int, source_handle: str, rng: np.random.Generator
 ) -> Variant:
-    """A variant of `kind` of video `of` (`width` x `height`), its parameters drawn from `rng`."""
+    """A variant of `kind` of video `of` (`width` x `height`, encoded at `crf`), drawn from `rng`."""
     if kind == "reencode":
-        return Variant(kind, of, crf=int(rng.integers(REENCODE_CRF[0], REENCODE_CRF[1] + 1)))
+        step = int(rng.integers(REENCODE_CRF_STEP[0], REENCODE_CRF_STEP[1] + 1))
+        return Variant(kind, of, crf=crf + step)
     if kind == "rescale":
         factor = rng.uniform(*RESCALE_FACTOR)
         return Variant(kind, of, size=(_even(width * factor), _even(height * factor)))

@@ -68,6 +68,33 @@ FORMULA = (
 
 
 @dataclass(frozen=True)
+class Difficulty:
+    """Nuisance factors: what hides a video's category from its pixels and sound, without changing it."""
+
+    name: str
+    home_sound_prob: float  # a catalogue sound of the video's own category; otherwise a trending one
+    clutter: tuple[int, int]  # distractor shapes per video (any shape, any hue), both ends included
+    camera: float  # amplitude of the camera's pan, as a share of the frame's width
+    crf: tuple[int, int]  # x264 CRF per video, both ends included (23 is x264's default)
+
+    def record(self, original_sound_prob: float) -> dict:
+        """The settings as JSON, with the share of videos on a trending sound that they imply."""
+        trending = (1 - original_sound_prob) * (1 - self.home_sound_prob)
+        return {**asdict(self), "trending_share": round(trending, 6)}
+
+
+# `easy` is SynthTok as it was before difficulties: its corpora keep their bytes.
+DIFFICULTIES = {
+    level.name: level
+    for level in (
+        Difficulty("easy", home_sound_prob=0.7, clutter=(0, 0), camera=0.0, crf=(23, 23)),
+        Difficulty("standard", home_sound_prob=0.3, clutter=(2, 5), camera=0.12, crf=(28, 34)),
+        Difficulty("hard", home_sound_prob=0.1, clutter=(4, 8), camera=0.2, crf=(32, 40)),
+    )
+}
+
+
+@dataclass(frozen=True)
 class SynthConfig:
     """Everything that determines a corpus; the same config and seed give the same bytes."""
 
@@ -79,7 +106,7 @@ class SynthConfig:
     fps: int = 15
     categories: int = 8
     sample_rate: int = 44100
-    home_sound_prob: float = 0.7
+    home_sound_prob: float = field(init=False, default=0.7)  # the difficulty's
     original_sound_prob: float = 0.12
     outlier_prob: float = 0.03
     observed_at: int = 1793491200  # 2026-11-01 UTC: the clock the counts are observed at
@@ -87,8 +114,21 @@ class SynthConfig:
     photo_share: float = 0.0  # the share of posts that are photo posts (images + a sound)
     media_pool: int | None = None  # render only this many video clips, shared by all video posts
     near_duplicates: float = 0.0  # the share of posts that are near duplicates of an earlier video
+    difficulty: str = "easy"  # the nuisance factors (`DIFFICULTIES`)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.difficulty, str) or self.difficulty not in DIFFICULTIES:
+            raise TkdsError(
+                f"--difficulty must be one of {', '.join(DIFFICULTIES)} (got {self.difficulty!r})"
+            )
+        object.__setattr__(self, "home_sound_prob", self.nuisance.home_sound_prob)
+        whole = {"--videos": self.videos, "--seed": self.seed, "--size": self.width, "--size ": self.height,
+                 "--fps": self.fps, "--categories": self.categories}  # fmt: skip
+        for option, value in whole.items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TkdsError(f"{option.strip()} must be a whole number (got {value!r})")
+        if self.seed < 0:
+            raise TkdsError(f"--seed must be 0 or more (got {self.seed})")
         if self.videos < 1:
             raise TkdsError(f"--videos must be at least 1 (got {self.videos})")
         if not (32 <= self.width <= 2160 and 32 <= self.height <= 3840):
@@ -122,10 +162,14 @@ class SynthConfig:
                 "drop one of the two"
             )
 
+    @property
+    def nuisance(self) -> Difficulty:
+        return DIFFICULTIES[self.difficulty]
+
     def record(self) -> dict:
         """The arguments as JSON, leaving out the options at their defaults that older corpora lack."""
         values = {**asdict(self), "seconds": list(self.seconds)}
-        for name, default in (("media_pool", None), ("near_duplicates", 0.0)):
+        for name, default in (("media_pool", None), ("near_duplicates", 0.0), ("difficulty", "easy")):
             if values[name] == default:
                 del values[name]
         return values
@@ -342,6 +386,7 @@ class VideoDraws:
     create_time: np.ndarray
     frames: np.ndarray
     noise: np.ndarray
+    trending: np.ndarray  # on a trending sound: drawn from the whole catalogue, whatever its category
 
     @property
     def originality(self) -> np.ndarray:
@@ -359,13 +404,21 @@ def draw_videos(world: World, n: int, rng: np.random.Generator) -> VideoDraws:
 
     weights = np.array([s.weight for s in world.sounds])
     homes = np.array([s.home_category for s in world.sounds])
-    sound = rng.choice(len(weights), n, p=weights / weights.sum())  # trending: anyone's sound
-    use_home = rng.random(n) < cfg.home_sound_prob
+    trending_pick = rng.choice(len(weights), n, p=weights / weights.sum())  # anyone's sound
+    sound = trending_pick.copy()
+    easy_home = DIFFICULTIES["easy"].home_sound_prob
+    use_home = rng.random(n) < easy_home
     for c in range(k):
         members = np.flatnonzero(use_home & (category == c))
         own = np.flatnonzero(homes == c)
         sound[members] = rng.choice(own, members.size, p=weights[own] / weights[own].sum())
+    if cfg.home_sound_prob < easy_home:
+        # Some of easy's home sounds turn trending, decided by a child stream: every later draw (each
+        # video's scatter, time and noise) stays the easy corpus's, so only the nuisances differ.
+        use_home &= rng.spawn(1)[0].random(n) < cfg.home_sound_prob / easy_home
+        sound[~use_home] = trending_pick[~use_home]
     sound[rng.random(n) < cfg.original_sound_prob] = -1
+    trending = ~use_home & (sound >= 0)
 
     deviation = rng.standard_normal((n, len(VISUAL_PARAMS)))
     outlier = rng.random(n) < cfg.outlier_prob
@@ -381,6 +434,7 @@ def draw_videos(world: World, n: int, rng: np.random.Generator) -> VideoDraws:
         create_time=rng.integers(start, cfg.observed_at - 86400, n),
         frames=rng.integers(max(1, round(lo * cfg.fps)), round(hi * cfg.fps) + 1, n),
         noise=rng.normal(0, LIKES_MODEL["noise_sd"], n),
+        trending=trending,
     )
 
 

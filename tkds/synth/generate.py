@@ -85,6 +85,7 @@ class VideoJob:
     audio_seed: int
     images: tuple[VisualSpec, ...] = ()
     variant: Variant | None = None  # a near duplicate: its frames are `visual`'s, changed by this
+    crf: int = DEFAULT_CRF  # the mp4's x264 quality (the difficulty's compression)
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -96,6 +97,11 @@ class VideoJob:
     @property
     def is_photo(self) -> bool:
         return bool(self.images)
+
+    @property
+    def encode_crf(self) -> int:
+        """The CRF its mp4 is encoded at: a re-encode's own, otherwise the post's."""
+        return self.variant.crf if self.variant and self.variant.crf else self.crf
 
     @property
     def outputs(self) -> list[Path]:
@@ -180,11 +186,10 @@ def render_video(job: VideoJob) -> VideoResult:
                 encode_jpeg(image, path)
         else:
             frames, audio = render_media(job)
-            crf = DEFAULT_CRF
             if job.variant:
-                frames, crf = apply_variant(frames, job.variant), job.variant.crf
+                frames = apply_variant(frames, job.variant)
             rendered = time.perf_counter()
-            encode_mp4(frames, audio, job.sample_rate, job.visual.fps, job.mp4, crf=crf)
+            encode_mp4(frames, audio, job.sample_rate, job.visual.fps, job.mp4, crf=job.encode_crf)
         return VideoResult(name, rendered - start, time.perf_counter() - rendered)
     except TkdsError as error:
         return VideoResult(name, error=str(error))
@@ -284,6 +289,7 @@ def plan_corpus(config: SynthConfig, out: Path) -> CorpusPlan:
     # Its own stream, so a post's kind changes no other draw: a video stays byte-identical.
     is_photo = np.random.default_rng(np.random.SeedSequence([config.seed, 10])).random(config.videos)
     is_photo = is_photo < config.photo_share
+    nuisance = _plan_nuisance(config)
 
     ids, sounds, captions, tags, counts, jobs = [], [], [], [], [], []
     used_ids: set[str] = set()
@@ -353,6 +359,8 @@ def plan_corpus(config: SynthConfig, out: Path) -> CorpusPlan:
             overlay_top=author.overlay_top,
             noise_level=author.noise_level,
             seed=_seed_int(config.seed, 6, i),
+            clutter=int(nuisance["clutter"][i]),
+            camera_px=float(nuisance["camera_px"][i]),
         )
         jobs.append(
             VideoJob(
@@ -367,6 +375,7 @@ def plan_corpus(config: SynthConfig, out: Path) -> CorpusPlan:
                 snr_db=float(rng.uniform(-5, 5) if sound.original else rng.uniform(0, 20)),
                 audio_seed=_seed_int(config.seed, 7, i),
                 images=_photo_specs(visual, config, i) if is_photo[i] else (),
+                crf=int(nuisance["crf"][i]),
             )
         )
         ids.append(video_id)
@@ -391,6 +400,20 @@ def plan_corpus(config: SynthConfig, out: Path) -> CorpusPlan:
     if config.media_pool:
         plan.pool = _plan_pool(config.media_pool, jobs, plan.sound_jobs, out / "pool")
     return plan
+
+
+def _plan_nuisance(config: SynthConfig) -> dict[str, np.ndarray]:
+    """Each video's clutter (distractor shapes), camera pan (px) and CRF, from the difficulty's ranges.
+
+    Their own seeded stream, so the other draws, and an easy corpus's bytes, do not depend on them.
+    """
+    level, n = config.nuisance, config.videos
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 15]))
+    return {
+        "clutter": rng.integers(level.clutter[0], level.clutter[1] + 1, n),
+        "camera_px": np.round(level.camera * config.width * rng.uniform(0.5, 1.0, n), 3),
+        "crf": rng.integers(level.crf[0], level.crf[1] + 1, n),
+    }
 
 
 def _plant_near_duplicates(
@@ -424,10 +447,11 @@ def _plant_near_duplicates(
             source.video_id,
             config.width,
             config.height,
+            source.crf,
             world.authors[draws.author[source.index]].unique_id,
             np.random.default_rng(_seed_int(config.seed, 14, i)),
         )
-        jobs[i] = replace(job, visual=source.visual, seconds=source.seconds, variant=variant)
+        jobs[i] = replace(job, visual=source.visual, seconds=source.seconds, variant=variant, crf=source.crf)
         planted += 1
 
 
@@ -546,6 +570,25 @@ def _prepare_out(config: SynthConfig, out: Path) -> None:
         write_json(config_path, wanted)
 
 
+def _pair(option: str, value: object, kind: type) -> tuple:
+    """Two numbers of `kind` (whole ones for int), or a one-line refusal naming `option`."""
+    allowed = (int,) if kind is int else (int, float)
+    if (
+        not isinstance(value, tuple | list)
+        or len(value) != 2
+        or any(isinstance(v, bool) or not isinstance(v, allowed) for v in value)
+    ):
+        raise TkdsError(f"{option} must be two numbers, e.g. {'(144, 256)' if kind is int else '(5, 7)'} "
+                        f"(got {value!r})")  # fmt: skip
+    return kind(value[0]), kind(value[1])
+
+
+def _fraction(option: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise TkdsError(f"{option} must be a fraction from 0 to 1 (got {value!r})")
+    return float(value)
+
+
 def generate(
     out: str | Path,
     videos: int,
@@ -558,6 +601,7 @@ def generate(
     photo_share: float = 0.0,
     media_pool: int | None = None,
     near_duplicates: float = 0.0,
+    difficulty: str = "easy",
     workers: int | None = None,
     progress: bool = True,
 ) -> SynthSummary:
@@ -566,22 +610,27 @@ def generate(
     `media_pool` K renders only K clips (and as many stills per image size, and a sound per length)
     that every post's media links to: full metadata for a thesis-sized corpus in minutes. About
     `near_duplicates` of the posts are re-uploads of an earlier video, listed in the corpus card.
+    `difficulty` (easy, standard, hard) sets the nuisance factors (`factors.DIFFICULTIES`): trending
+    sounds, clutter, camera pan and compression; easy is the corpus of the versions before it.
     A partial corpus left by a killed run with the same arguments is resumed, not redone.
     """
     config = SynthConfig(
         videos=videos,
         seed=seed,
-        width=size[0],
-        height=size[1],
-        seconds=(float(seconds[0]), float(seconds[1])),
+        width=_pair("--size", size, int)[0],
+        height=_pair("--size", size, int)[1],
+        seconds=_pair("--seconds", seconds, float),
         fps=fps,
         categories=categories,
-        photo_share=float(photo_share),
+        photo_share=_fraction("--photo-share", photo_share),
         media_pool=media_pool,
-        near_duplicates=float(near_duplicates),
+        near_duplicates=_fraction("--near-duplicates", near_duplicates),
+        difficulty=difficulty,
     )
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise TkdsError(f"--workers must be a whole number of at least 1 (got {workers!r})")
+    if not isinstance(out, str | Path):
+        raise TkdsError(f"out must be a folder path (got {type(out).__name__})")
     out = Path(out)
     _prepare_out(config, out)
     started = time.perf_counter()
@@ -758,6 +807,8 @@ def _card_head(plan: CorpusPlan, config: SynthConfig, r2: dict) -> dict:
         },
         "photos": plan.photos,
     }
+    if config.difficulty != "easy":  # an easy card keeps the bytes it had before difficulties
+        head["difficulty"] = config.nuisance.record(config.original_sound_prob)
     if plan.pool:
         head["media_pool"] = {
             "clips": len(plan.pool.clips),
@@ -858,6 +909,18 @@ def _video_row(plan: CorpusPlan, i: int, originality: float) -> dict:
         "log1p_likes": round(math.log1p(plan.counts[i].likes), 6),
         "likes_terms": {k: round(float(v[i]), 6) for k, v in plan.likes_terms.items()},
     }
+    if plan.world.config.difficulty != "easy":
+        row["nuisance"] = _nuisance_facts(plan, i)
     if plan.pool and not job.is_photo:
         row["clip"] = media.mp4.relative_to(media.mp4.parent.parent).as_posix()
     return row
+
+
+def _nuisance_facts(plan: CorpusPlan, i: int) -> dict:
+    """What hides post `i`'s category: where its sound comes from, and its media file's nuisances."""
+    media = plan.media_job(i)
+    sound = "original" if plan.sounds[i].original else "trending" if plan.draws.trending[i] else "category"
+    facts = {"sound": sound, "clutter": media.visual.clutter, "camera_px": media.visual.camera_px}
+    if not media.is_photo:
+        facts["crf"] = media.encode_crf
+    return facts

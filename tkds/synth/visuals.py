@@ -2,6 +2,9 @@
 
 Shapes are drawn only inside their bounding box, and noise is a uint8 add on colours kept below
 255 - NOISE_HEADROOM, so a 144x256 frame costs well under a millisecond.
+
+Above the easy difficulty, distractor shapes (clutter) and a panning camera hide the category; their
+draws come from a stream of their own, so a video without them keeps its bytes.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from tkds.synth.factors import SHAPES
 
 NOISE_HEADROOM = 16  # the largest noise value; every colour stays at or below 255 - this
 
@@ -36,6 +41,8 @@ class VisualSpec:
     overlay_top: bool
     noise_level: float
     seed: int
+    clutter: int = 0  # distractor shapes: any shape, any hue, drifting behind the category's shapes
+    camera_px: float = 0.0  # amplitude of the camera's pan in pixels; it moves the whole scene
 
 
 def hsv_to_rgb(hue_deg: float, saturation: float, value: float) -> np.ndarray:
@@ -109,20 +116,75 @@ def _shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, radius: float) -> np
     raise ValueError(f"unknown shape {shape!r}")
 
 
+def _camera_pan(spec: VisualSpec, rng: np.random.Generator) -> np.ndarray:
+    """The camera's pan (T, 2) in whole pixels: a slow sway in x and y, up to `camera_px` each way."""
+    if not spec.camera_px:
+        return np.zeros((spec.frames, 2), dtype=int)
+    t = np.arange(spec.frames)[:, None] / spec.fps
+    hertz, phase = rng.uniform(0.15, 0.6, 2), rng.uniform(0, 2 * np.pi, 2)
+    return np.rint(spec.camera_px * np.sin(2 * np.pi * hertz * t + phase)).astype(int)
+
+
+@dataclass(frozen=True)
+class _Clutter:
+    """Distractor shapes: where each starts, how many pixels a frame it drifts, and how it looks."""
+
+    shapes: tuple[str, ...]
+    start: np.ndarray  # (n, 2) x, y
+    velocity: np.ndarray  # (n, 2) px per frame
+    radius: np.ndarray
+    colours: tuple[np.ndarray, ...]
+
+
+def _clutter(spec: VisualSpec, rng: np.random.Generator) -> _Clutter:
+    n = spec.clutter
+    return _Clutter(
+        shapes=tuple(SHAPES[i] for i in rng.integers(0, len(SHAPES), n)),
+        start=rng.uniform(0, 1, (n, 2)) * (spec.width, spec.height),
+        velocity=rng.normal(0, 0.012 * spec.width, (n, 2)),
+        radius=rng.uniform(0.06, 0.16, n) * spec.width,
+        colours=tuple(
+            hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0.3, 0.9), rng.uniform(0.6, 1.0)).astype(np.uint8)
+            for _ in range(n)
+        ),
+    )
+
+
+def _stamp(frame: np.ndarray, shape: str, cx: float, cy: float, r: float, angle: float, colour) -> None:
+    """Paint one shape into `frame`, touching only its bounding box."""
+    height, width = frame.shape[:2]
+    x0, x1 = max(0, int(cx - r)), min(width, int(cx + r) + 1)
+    y0, y1 = max(0, int(cy - r)), min(height, int(cy + r) + 1)
+    if x0 >= x1 or y0 >= y1:
+        return
+    # np.ogrid[y0 - cy : y1 - cy, ...]'s values, always y1 - y0 of them (ogrid's count can be one more)
+    dy = (np.arange(y1 - y0) + (y0 - cy))[:, None]
+    dx = (np.arange(x1 - x0) + (x0 - cx))[None, :]
+    if angle:
+        c, s = math.cos(angle), math.sin(angle)
+        dx, dy = dx * c + dy * s, dy * c - dx * s
+    frame[y0:y1, x0:x1][_shape_mask(shape, dx, dy, r)] = colour
+
+
 def render_frames(spec: VisualSpec) -> np.ndarray:
     """All frames of one video, (T, H, W, 3) uint8 RGB."""
     rng = np.random.default_rng(spec.seed)
+    nuisance = np.random.default_rng([spec.seed, 1])
     height, width, frames = spec.height, spec.width, spec.frames
-    margin = max(4, width // 24)
+    pan = _camera_pan(spec, nuisance)
+    extent = int(np.abs(pan).max(initial=0))
+    jitter = max(4, width // 24)
+    margin = jitter + extent  # the backdrop is larger than the frame by what the camera can see
     background = _background(spec, height + 2 * margin, width + 2 * margin, rng)
+    clutter = _clutter(spec, nuisance)
     overlay_mask, overlay_pixels, overlay_top = _text_overlay(spec)
     overlay_bottom = min(height, overlay_top + overlay_mask.shape[0])
     overlay_mask = overlay_mask[: overlay_bottom - overlay_top]
     overlay_pixels = overlay_pixels[: overlay_bottom - overlay_top]
 
-    # Camera jitter: a smooth random walk inside the margin.
+    # Camera jitter: a smooth random walk inside the margin, on top of the pan (which moves shapes too).
     walk = np.cumsum(rng.normal(0, 0.8, (frames, 2)), axis=0)
-    offsets = np.clip(margin + walk, 0, 2 * margin).astype(int)
+    offsets = np.clip(jitter + walk, 0, 2 * jitter).astype(int) + extent + pan
 
     n = spec.count
     base_x = rng.uniform(0.25, 0.75, n) * width
@@ -142,6 +204,10 @@ def render_frames(spec: VisualSpec) -> np.ndarray:
         frame = out[t]
         ox, oy = offsets[t]
         frame[:] = background[oy : oy + height, ox : ox + width]
+        px, py = pan[t]
+        for i, shape in enumerate(clutter.shapes):
+            cx, cy = (clutter.start[i] + t * clutter.velocity[i]) % (width, height)
+            _stamp(frame, shape, cx - px, cy - py, clutter.radius[i], 0.0, clutter.colours[i])
         angle_t = 2 * np.pi * spec.speed * t / spec.fps
         for i in range(n):
             cycle = angle_t + phase[i]
@@ -163,16 +229,7 @@ def render_frames(spec: VisualSpec) -> np.ndarray:
                 angle = cycle
             elif spec.motion == "pulse":
                 scale = 1.3 if math.sin(cycle) > 0 else 0.8
-            r = radius[i] * scale
-            x0, x1 = max(0, int(cx - r)), min(width, int(cx + r) + 1)
-            y0, y1 = max(0, int(cy - r)), min(height, int(cy + r) + 1)
-            if x0 >= x1 or y0 >= y1:
-                continue
-            dy, dx = np.ogrid[y0 - cy : y1 - cy, x0 - cx : x1 - cx]
-            if angle:
-                c, s = math.cos(angle), math.sin(angle)
-                dx, dy = dx * c + dy * s, dy * c - dx * s
-            frame[y0:y1, x0:x1][_shape_mask(spec.shape, dx, dy, r)] = colours[i]
+            _stamp(frame, spec.shape, cx - px, cy - py, radius[i] * scale, angle, colours[i])
         region = frame[overlay_top:overlay_bottom]
         region[overlay_mask] = overlay_pixels[overlay_mask]
         frame += noise[t % 3]

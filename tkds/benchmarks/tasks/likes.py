@@ -14,18 +14,28 @@ row with likes sorted by create_time, the oldest 80 % train and the newest 20 % 
 so author statistics carry over as they would in deployment.
 Metrics: `r2_{author,content,combined}[_time]` and `spearman_…[_time]` on the test rows' log(1 + likes).
 The author set (and so combined) is left out when no author statistic is known.
+Per-video outputs of the R² metrics: each test video's log(1 + likes) and its prediction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
 
-from tkds.benchmarks.features import column, embedding, in_split, metadata_features, missing_reason
+from tkds.benchmarks.features import (
+    METADATA_COLUMNS,
+    column,
+    embedding,
+    in_split,
+    metadata_features,
+    missing_reason,
+)
 from tkds.benchmarks.metrics import r2, spearman
+from tkds.benchmarks.tasks.per_video import Outputs, record
 
 NAME = "likes"
 NEEDS = ("likes", "author_id")
@@ -87,15 +97,14 @@ def _unknown_columns(part: np.ndarray) -> np.ndarray:
 class Standardiser:
     """SimpleImputer(median) then StandardScaler, fitted on train rows, applied a block of rows at a time."""
 
-    parts: Sequence[np.ndarray]
     kept: np.ndarray  # columns with a known train value
-    fill: np.ndarray  # the train median of each kept column
+    fill: np.ndarray  # the train median of each kept column (0 for a content column never unknown)
     mean: np.ndarray
     scale: np.ndarray
 
-    def imputed(self, rows: np.ndarray) -> np.ndarray:
+    def imputed(self, parts: Sequence[np.ndarray], rows: np.ndarray) -> np.ndarray:
         """The parts' `rows` side by side as float64, kept columns only, unknowns at the train median."""
-        x = np.hstack([part[rows] for part in self.parts]).astype(np.float64, copy=False)
+        x = np.hstack([part[rows] for part in parts]).astype(np.float64, copy=False)
         if not self.kept.all():
             x = x[:, self.kept]
         missing = np.isnan(x)
@@ -103,34 +112,63 @@ class Standardiser:
             x[missing] = np.broadcast_to(self.fill, x.shape)[missing]
         return x
 
-    def rows(self, rows: np.ndarray) -> np.ndarray:
+    def rows(self, parts: Sequence[np.ndarray], rows: np.ndarray) -> np.ndarray:
         """`rows` imputed, centred and scaled."""
-        x = self.imputed(rows)
+        x = self.imputed(parts, rows)
         x -= self.mean
         x /= self.scale
         return x
 
 
-def fit_standardiser(parts: Sequence[np.ndarray], train: np.ndarray) -> Standardiser:
-    """Medians, means and scales of the `train` rows (indices), as SimpleImputer and StandardScaler fit."""
+def fit_standardiser(
+    parts: Sequence[np.ndarray], train: np.ndarray, imputable: Sequence[int] = ()
+) -> Standardiser:
+    """Medians, means and scales of the `train` rows (indices), as SimpleImputer and StandardScaler fit.
+
+    A column gets its train median when it is unknown in some row, and every column of the parts whose
+    index is in `imputable` (the author statistics, which a new video may lack) gets one anyway; content
+    columns never unknown are never imputed, so their medians are not computed.
+    """
     columns = np.concatenate([np.arange(part.shape[1]) for part in parts])
     owner = np.concatenate([np.full(part.shape[1], i) for i, part in enumerate(parts)])
     unknown = np.concatenate([_unknown_columns(part) for part in parts])
     kept = np.ones(len(columns), dtype=bool)
     fill = np.zeros(len(columns))
-    for j in np.flatnonzero(unknown):
+    for j in np.flatnonzero(unknown | np.isin(owner, imputable)):
         values = parts[owner[j]][train, columns[j]].astype(np.float64)
         values = values[~np.isnan(values)]
         kept[j] = values.size > 0
         fill[j] = np.median(values) if values.size else np.nan
-    no_scaling = Standardiser(parts, kept, fill[kept], np.zeros(int(kept.sum())), np.ones(int(kept.sum())))
-    mean = sum(no_scaling.imputed(rows).sum(axis=0) for rows in _blocks(train)) / len(train)
-    centred = Standardiser(parts, kept, fill[kept], mean, np.ones_like(mean))
-    variance = sum(np.square(centred.rows(rows)).sum(axis=0) for rows in _blocks(train)) / len(train)
+    width = int(kept.sum())
+    no_scaling = Standardiser(kept, fill[kept], np.zeros(width), np.ones(width))
+    mean = sum(no_scaling.imputed(parts, rows).sum(axis=0) for rows in _blocks(train)) / len(train)
+    centred = Standardiser(kept, fill[kept], mean, np.ones_like(mean))
+    variance = sum(np.square(centred.rows(parts, rows)).sum(axis=0) for rows in _blocks(train)) / len(train)
     # StandardScaler's test for a constant column (its variance within rounding of zero): scale 1.
     eps = np.finfo(np.float64).eps
     constant = variance <= len(train) * eps * variance + (len(train) * mean * eps) ** 2
-    return Standardiser(parts, kept, fill[kept], mean, np.where(constant, 1.0, np.sqrt(variance)))
+    return Standardiser(kept, fill[kept], mean, np.where(constant, 1.0, np.sqrt(variance)))
+
+
+@dataclass(frozen=True)
+class Ridge:
+    """A fitted imputer → scaler → ridge: log(1 + likes) = standardised(x) · coefficients + intercept."""
+
+    standardiser: Standardiser
+    coefficients: np.ndarray
+    intercept: float  # the train rows' mean of log(1 + likes)
+    alpha: float
+
+    def predict(self, parts: Sequence[np.ndarray], rows: np.ndarray) -> np.ndarray:
+        """Predicted log(1 + likes) of `rows` (indices into the parts), a block of rows at a time."""
+        blocks = [self.standardiser.rows(parts, block) @ self.coefficients for block in _blocks(rows)]
+        return (np.concatenate(blocks) if blocks else np.zeros(0)) + self.intercept
+
+
+class RidgeFit(NamedTuple):
+    predicted: np.ndarray  # of the test rows
+    alpha: float
+    ridge: Ridge
 
 
 def ridge_loo(
@@ -139,21 +177,23 @@ def ridge_loo(
     train: np.ndarray,
     test: np.ndarray,
     alphas: np.ndarray = ALPHAS,
-) -> tuple[np.ndarray, float]:
-    """Predictions for the `test` rows and the chosen alpha of imputer → scaler → RidgeCV fitted on `train`
-    (boolean masks over the rows of `parts`), with RidgeCV's efficient leave-one-out.
+    imputable: Sequence[int] = (),
+) -> RidgeFit:
+    """Predictions for the `test` rows, the chosen alpha and the fitted model of imputer → scaler →
+    RidgeCV fitted on `train` (boolean masks over the rows of `parts`), with RidgeCV's efficient
+    leave-one-out; `imputable` as `fit_standardiser` takes it.
 
     RidgeCV's closed form on standardised X: XᵀX = V diag(s) Vᵀ, coefficients V (s + α)⁻¹ Vᵀ Xᵀ(y − ȳ),
     leave-one-out residual (yᵢ − ŷᵢ) / (1 − hᵢ − 1/n) with hᵢ = Σⱼ (xᵢ·vⱼ)² / (sⱼ + α); the 1/n is the
     intercept's share. Every pass over the rows is blockwise: memory is features², not rows × features.
     """
     train_rows, test_rows = np.flatnonzero(train), np.flatnonzero(test)
-    scaler = fit_standardiser(parts, train_rows)
+    scaler = fit_standardiser(parts, train_rows, imputable)
     y_mean = float(y[train_rows].mean())
     width = len(scaler.mean)
     gram, x_y = np.zeros((width, width)), np.zeros(width)
     for rows in _blocks(train_rows):
-        x = scaler.rows(rows)
+        x = scaler.rows(parts, rows)
         gram += x.T @ x
         x_y += x.T @ (y[rows] - y_mean)
     eigenvalues, vectors = np.linalg.eigh(gram)
@@ -161,30 +201,97 @@ def ridge_loo(
     projected = vectors.T @ x_y
     squared_errors = np.zeros(len(alphas))
     for rows in _blocks(train_rows):
-        z = scaler.rows(rows) @ vectors
+        z = scaler.rows(parts, rows) @ vectors
         fitted = z @ (inverse * projected[:, None])
         leverage = np.square(z) @ inverse + 1.0 / len(train_rows)
         squared_errors += np.square(((y[rows] - y_mean)[:, None] - fitted) / (1.0 - leverage)).sum(axis=0)
     best = int(np.argmin(squared_errors))  # the first of equal errors, as RidgeCV keeps it
-    coefficients = vectors @ (inverse[:, best] * projected)
-    predicted = np.concatenate([scaler.rows(rows) @ coefficients for rows in _blocks(test_rows)])
-    return predicted + y_mean, float(alphas[best])
+    ridge = Ridge(scaler, vectors @ (inverse[:, best] * projected), y_mean, float(alphas[best]))
+    return RidgeFit(ridge.predict(parts, test_rows), ridge.alpha, ridge)
 
 
-def run(table: pl.DataFrame, features: str, seed: int) -> dict[str, float]:
-    """R² and Spearman of each feature set's ridge predictions, author-disjoint and time-forward."""
-    if skip_reason(table) is not None:
-        return {}
+@dataclass(frozen=True)
+class LikesReadout:
+    """One feature set's fitted ridge with its score on the test rows: what `tkds serve` predicts likes with.
+
+    The served one is the author-disjoint fit of `combined` (author statistics beside the embedding), or
+    of `content` when the table knows no author statistic.
+    """
+
+    features: str  # the embedding: video, audio or audio-visual
+    inputs: str  # author, content or combined
+    ridge: Ridge
+    residuals: np.ndarray  # the 10th, 50th and 90th percentile of the test rows' y − ŷ, log(1 + likes)
+    r2: float
+    spearman: float
+    test_rows: int
+
+    def parts(self, author: np.ndarray, content: np.ndarray) -> list[np.ndarray]:
+        """The ridge's input parts: author statistics (`metadata_features`' columns, NaN where unknown),
+        the embedding, or both, as `inputs` names them."""
+        return {"author": [author], "content": [content], "combined": [author, content]}[self.inputs]
+
+    def predict(self, author: np.ndarray, content: np.ndarray) -> np.ndarray:
+        """log(1 + likes) of each row; unknown author statistics take the train medians."""
+        return self.ridge.predict(self.parts(author, content), np.arange(len(content)))
+
+    def median(self, name: str) -> float | None:
+        """The train median an unknown author statistic (a METADATA_COLUMNS name) takes, or None when the
+        ridge does not read it."""
+        if self.inputs == "content":
+            return None
+        index = METADATA_COLUMNS.index(name)
+        kept = self.ridge.standardiser.kept
+        return float(np.expm1(self.ridge.standardiser.fill[kept[:index].sum()])) if kept[index] else None
+
+
+PERCENTILES = (10, 50, 90)
+
+
+def _readout(features: str, name: str, parts: list[np.ndarray], y: np.ndarray, train: np.ndarray,
+             test: np.ndarray) -> tuple[LikesReadout, np.ndarray]:  # fmt: skip
+    """Fit one feature set on `train` and score it on `test`; the read-out and its test predictions."""
+    fit = ridge_loo(parts, y, train, test, ALPHAS, () if name == "content" else (0,))
+    truth, predicted = y[test], fit.predicted
+    residuals = np.percentile(truth - predicted, PERCENTILES)
+    score = (r2(truth, predicted), spearman(truth, predicted))
+    return LikesReadout(features, name, fit.ridge, residuals, *score, int(test.sum())), predicted
+
+
+def _problem(table: pl.DataFrame) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """log(1 + likes) and the (train, test) masks of each split by suffix."""
     y = np.log1p(table["likes"].fill_null(0).to_numpy().astype(float))
     known = table["likes"].is_not_null().to_numpy()
     splits = {"": (known & in_split(table, "train"), known & in_split(table, "test"))}
     if column(table, "create_time").null_count() == 0:
         splits["_time"] = time_forward_split(table, known)
+    return y, splits
+
+
+def fit_readout(table: pl.DataFrame, features: str, seed: int) -> LikesReadout | None:
+    """The served read-out: `combined` (or `content`) fitted on the author-disjoint train rows; None
+    when the task cannot run. `seed` is unused (the fit is deterministic)."""
+    if skip_reason(table) is not None:
+        return None
+    y, splits = _problem(table)
+    inputs = feature_sets(table, features)
+    name = "combined" if "combined" in inputs else "content"
+    return _readout(features, name, inputs[name], y, *splits[""])[0]
+
+
+def run(table: pl.DataFrame, features: str, seed: int, outputs: Outputs = None) -> dict[str, float]:
+    """R² and Spearman of each feature set's ridge predictions, author-disjoint and time-forward; each
+    is the score of a `LikesReadout`, and the author-disjoint `combined` one is `fit_readout`'s. The
+    R²s' per-video outputs are appended to `outputs` when given."""
+    if skip_reason(table) is not None:
+        return {}
+    y, splits = _problem(table)
     inputs = feature_sets(table, features)
     metrics = {}
     for suffix, (train, test) in splits.items():
         for name, parts in inputs.items():
-            predicted, _ = ridge_loo(parts, y, train, test)
-            metrics[f"r2_{name}{suffix}"] = r2(y[test], predicted)
-            metrics[f"spearman_{name}{suffix}"] = spearman(y[test], predicted)
+            readout, predicted = _readout(features, name, parts, y, train, test)
+            metrics[f"r2_{name}{suffix}"] = readout.r2
+            record(outputs, table, np.flatnonzero(test), f"r2_{name}{suffix}", y[test], predicted)
+            metrics[f"spearman_{name}{suffix}"] = readout.spearman
     return metrics

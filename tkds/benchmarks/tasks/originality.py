@@ -15,16 +15,21 @@ Metrics per detector, globally and with suffix `_sound` or `_hashtag`, over the 
   the rest, a non-linearity check beside the rank correlation;
 - `auroc_{det}`: against the ground-truth is_outlier, over the rows where it is known;
 - `spearman_truth_{det}`: Spearman against the ground-truth originality, where known.
+Per-video outputs of the AUROC metrics: each video's is_outlier (0 or 1) and its score.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 from sklearn.ensemble import IsolationForest
+from sklearn.ensemble._iforest import _average_path_length
 
 from tkds.benchmarks.features import codes, column, embedding, l2_normalise, top_k_scores
 from tkds.benchmarks.metrics import auroc, author_demeaned_spearman, demean_within, spearman, top_decile_delta
+from tkds.benchmarks.tasks.per_video import Outputs, record
 
 NAME = "originality"
 NEEDS = ()
@@ -81,13 +86,103 @@ def local_outlier_factor(x: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     return (density[neighbours] / density[:, None]).mean(axis=1)
 
 
-def detector_scores(x: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """Anomaly scores of each row of the L2-normalised `x` against all rows; higher = more atypical.
+@dataclass(frozen=True)
+class Forest:
+    """A fitted IsolationForest as plain arrays, scored without scikit-learn's objects.
 
-    One exact blockwise neighbour search serves LOF and kNN: on unit rows the Euclidean neighbours are
-    the cosine ones. A zero row (no such modality) breaks that, so LOF then searches by distance itself.
+    Every tree's nodes lie side by side: `left` and `right` are the children's positions in these arrays
+    (−1 at a leaf), and a leaf's `depth` is what scikit-learn adds for it: its depth plus the average path
+    length of its train samples, minus 1. Rows go left where x[feature] ≤ threshold, in float32 as
+    scikit-learn's trees compare, and the score is 2^(−mean depth / c(max_samples)), the IsolationForest
+    score (−score_samples) bit for bit.
     """
-    forest = IsolationForest(n_estimators=TREES, random_state=seed).fit(x)
+
+    roots: np.ndarray  # (trees,) int64: each tree's first node
+    feature: np.ndarray  # (nodes,) int64; 0 at a leaf
+    threshold: np.ndarray  # (nodes,) float64
+    left: np.ndarray  # (nodes,) int64
+    right: np.ndarray  # (nodes,) int64
+    depth: np.ndarray  # (nodes,) float64
+    denominator: float  # trees × c(max_samples)
+    width: int  # the features it was fitted on
+
+    @classmethod
+    def fit(cls, x: np.ndarray, seed: int) -> Forest:
+        """scikit-learn's IsolationForest (TREES trees, its defaults) fitted on the rows of `x`."""
+        forest = IsolationForest(n_estimators=TREES, random_state=seed).fit(x)
+        arrays: dict[str, list[np.ndarray]] = {name: [] for name in ("feature", "threshold", "left", "right")}
+        roots, depths, start = [], [], 0
+        # The per-node depths and path lengths are what score_samples adds (private names of 1.4+).
+        lengths = forest._decision_path_lengths, forest._average_path_length_per_tree
+        for estimator, depth, average in zip(forest.estimators_, *lengths, strict=True):
+            tree = estimator.tree_
+            leaf = tree.children_left < 0
+            roots.append(start)
+            arrays["feature"].append(np.where(leaf, 0, tree.feature).astype(np.int64))
+            arrays["threshold"].append(tree.threshold.astype(np.float64))
+            for side, children in (("left", tree.children_left), ("right", tree.children_right)):
+                arrays[side].append(np.where(leaf, -1, children + start).astype(np.int64))
+            depths.append(depth + average - 1.0)
+            start += tree.node_count
+        denominator = len(forest.estimators_) * float(_average_path_length([forest._max_samples])[0])
+        joined = {name: np.concatenate(parts) for name, parts in arrays.items()}
+        return cls(np.array(roots, dtype=np.int64), **joined, depth=np.concatenate(depths),
+                   denominator=denominator, width=x.shape[1])  # fmt: skip
+
+    def score(self, x: np.ndarray, block: int = 4096) -> np.ndarray:
+        """The IsolationForest score of each row of `x` (higher = more atypical), in blocks of rows."""
+        scores = np.empty(len(x))
+        for start in range(0, len(x), block):
+            rows = np.asarray(x[start : start + block], dtype=np.float32)
+            node = np.broadcast_to(self.roots, (len(rows), len(self.roots))).copy()
+            inner = self.left[node] >= 0
+            while inner.any():
+                value = np.take_along_axis(rows, self.feature[node], axis=1)
+                child = np.where(value <= self.threshold[node], self.left[node], self.right[node])
+                node = np.where(inner, child, node)
+                inner = self.left[node] >= 0
+            # Summed tree by tree, in order, as scikit-learn adds them.
+            depths = np.cumsum(self.depth[node], axis=1)[:, -1]
+            # One train sample: no depth, and scikit-learn's score is 2^−1.
+            ratio = depths / self.denominator if self.denominator else np.ones_like(depths)
+            scores[start : start + block] = 2 ** (-ratio)
+        return scores
+
+
+@dataclass(frozen=True)
+class OriginalityReadout:
+    """The IsolationForest of the originality task and its scores of every corpus video: what `tkds serve`
+    places an upload among."""
+
+    features: str
+    forest: Forest
+    keys: np.ndarray  # (videos,) str: the table's rows' keys, in order ("" where it has none)
+    corpus_scores: np.ndarray  # (videos,) the forest's score of each
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """The score of each row of the embedding `x` (per `features`), L2-normalised as the task does."""
+        return self.forest.score(l2_normalise(x))
+
+
+def fit_readout(table: pl.DataFrame, features: str, seed: int) -> OriginalityReadout | None:
+    """The forest fitted on every row's normalised embedding; None when the task cannot run."""
+    if skip_reason(table) is not None:
+        return None
+    return _fit(table, features, l2_normalise(embedding(table, features)), seed)
+
+
+def _fit(table: pl.DataFrame, features: str, x: np.ndarray, seed: int) -> OriginalityReadout:
+    forest = Forest.fit(x, seed)
+    keys = np.array(column(table, "key").cast(pl.String).fill_null("").to_list(), dtype=str)
+    return OriginalityReadout(features, forest, keys, forest.score(x))
+
+
+def _neighbour_scores(x: np.ndarray) -> dict[str, np.ndarray]:
+    """LOF and kNN distance of each row of the L2-normalised `x` against all other rows.
+
+    One exact blockwise neighbour search serves both: on unit rows the Euclidean neighbours are the
+    cosine ones. A zero row (no such modality) breaks that, so LOF then searches by distance itself.
+    """
     lof_k, knn_k = min(LOF_K, len(x) - 1), min(KNN_K, len(x) - 1)
     indices, sims = top_k_scores(x, x, max(LOF_K, KNN_K), exclude_self=True)
     squared_norms = np.einsum("id,id->i", x, x)
@@ -96,11 +191,12 @@ def detector_scores(x: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     else:
         # argmax_j (x·y_j − ‖y_j‖² / 2) = argmin_j ‖x − y_j‖.
         lof_neighbours, _ = top_k_scores(x, x, lof_k, exclude_self=True, gallery_bias=-squared_norms / 2)
-    return {
-        "iforest": -forest.score_samples(x),
-        "lof": local_outlier_factor(x, lof_neighbours),
-        "knn": (1.0 - sims[:, :knn_k]).mean(axis=1),
-    }
+    return {"lof": local_outlier_factor(x, lof_neighbours), "knn": (1.0 - sims[:, :knn_k]).mean(axis=1)}
+
+
+def detector_scores(x: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Anomaly scores of each row of the L2-normalised `x` against all rows; higher = more atypical."""
+    return {"iforest": Forest.fit(x, seed).score(x), **_neighbour_scores(x)}
 
 
 def _zscore(values: np.ndarray) -> np.ndarray:
@@ -118,8 +214,10 @@ def cohort_relative(scores: np.ndarray, cohorts: np.ndarray) -> np.ndarray:
     return np.where(in_cohort, within, _zscore(scores))
 
 
-def run(table: pl.DataFrame, features: str, seed: int) -> dict[str, float]:
-    """Each detector's scores, globally and per cohort, against log likes and the ground truth."""
+def run(table: pl.DataFrame, features: str, seed: int, outputs: Outputs = None) -> dict[str, float]:
+    """Each detector's scores, globally and per cohort, against log likes and the ground truth; the
+    iforest scores are those of `fit_readout`'s forest. The AUROCs' per-video outputs are appended to
+    `outputs` when given."""
     if skip_reason(table) is not None:
         return {}
     rows = _targets(table)
@@ -133,7 +231,9 @@ def run(table: pl.DataFrame, features: str, seed: int) -> dict[str, float]:
     }
     likes, outlier, original = rows["likes"], rows["is_outlier"], rows["originality"]
     metrics = {}
-    for detector, raw in detector_scores(l2_normalise(embedding(table, features)), seed).items():
+    x = l2_normalise(embedding(table, features))
+    scores = {"iforest": _fit(table, features, x, seed).corpus_scores, **_neighbour_scores(x)}
+    for detector, raw in scores.items():
         scopes = {"": raw, **{f"_{scope}": cohort_relative(raw, c) for scope, c in cohorts.items()}}
         for suffix, score in scopes.items():
             name = f"{detector}{suffix}"
@@ -143,6 +243,8 @@ def run(table: pl.DataFrame, features: str, seed: int) -> dict[str, float]:
                 metrics[f"top_decile_delta_{name}"] = top_decile_delta(*against_likes)
             if outlier.any():
                 metrics[f"auroc_{name}"] = auroc(is_outlier[outlier], score[outlier])
+                rows = np.flatnonzero(outlier)
+                record(outputs, table, rows, f"auroc_{name}", is_outlier[rows].astype(float), score[rows])
             if original.any():
                 metrics[f"spearman_truth_{name}"] = spearman(score[original], truth[original])
     return metrics

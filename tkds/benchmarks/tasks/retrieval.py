@@ -7,6 +7,7 @@ The `_excl` variants remove from each query's ranking every gallery video that s
 (music_id) or its author, so a match by reused sound or by creator cannot count; a query left with no
 relevant item is skipped, as re-ID protocols do with "junk" matches. A null music_id or author_id
 matches nothing. Ties in similarity go to the earlier gallery row.
+Per-video outputs: each answerable query's AP and its R@k hit (0 or 1), per variant.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tkds.benchmarks.features import (
     row_block,
 )
 from tkds.benchmarks.metrics import ranked_hits
+from tkds.benchmarks.tasks.per_video import Outputs, record
 from tkds.errors import TkdsError
 
 NAME = "retrieval"
@@ -108,8 +110,9 @@ def block_hits(sim: np.ndarray, relevant: np.ndarray, removed: np.ndarray) -> di
     return variants
 
 
-def run(table: pl.DataFrame, features: str, seed: int) -> dict[str, float]:
-    """R@k and mAP over all pairs, and with same-sound and same-author gallery items removed (`_excl`)."""
+def run(table: pl.DataFrame, features: str, seed: int, outputs: Outputs = None) -> dict[str, float]:
+    """R@k and mAP over all pairs, and with same-sound and same-author gallery items removed (`_excl`);
+    each answerable query's values appended to `outputs` when given."""
     import torch  # the similarity product on every core
 
     if skip_reason(table) is not None:
@@ -125,6 +128,8 @@ def run(table: pl.DataFrame, features: str, seed: int) -> dict[str, float]:
     # Per variant: Σ over answerable queries of AP and of each R@k hit, and how many were answerable.
     totals = {suffix: dict.fromkeys([*(f"R@{k}" for k in KS), "mAP"], 0.0) for suffix in ("", "_excl")}
     answered = {"": 0, "_excl": 0}
+    # Per variant, the answerable queries' rows, APs and first relevant ranks, block by block.
+    per_query: dict[str, list[tuple[np.ndarray, ...]]] = {"": [], "_excl": []}
     for start in range(0, len(queries), row_block(len(gallery))):
         q = queries[start : start + row_block(len(gallery))]
         sim = (torch.from_numpy(x[q]) @ x_gallery.T).numpy()
@@ -136,6 +141,14 @@ def run(table: pl.DataFrame, features: str, seed: int) -> dict[str, float]:
             totals[suffix]["mAP"] += float(ap[answerable].sum())
             for k in KS:
                 totals[suffix][f"R@{k}"] += int((first_rank[answerable] <= k).sum())
+            if outputs is not None:
+                per_query[suffix].append((q[answerable], ap[answerable], first_rank[answerable]))
+    for suffix, blocks in per_query.items():
+        if blocks and answered[suffix]:
+            rows, ap, first_rank = (np.concatenate(parts) for parts in zip(*blocks, strict=True))
+            record(outputs, table, rows, f"mAP{suffix}", None, ap)
+            for k in KS:
+                record(outputs, table, rows, f"R@{k}{suffix}", None, (first_rank <= k).astype(np.float64))
     return {
         f"{name}{suffix}": total / answered[suffix]
         for suffix, sums in totals.items()
