@@ -51,7 +51,7 @@ read -r have have_extras 2>/dev/null < "$stamp" || true
 EXTRAS=$(echo "$EXTRAS,${have_extras:-}" | tr ',' '\n' | grep -v '^$' | sort -u | paste -sd, -)
 if [ "${have:-}" != "$want" ] || [ "${have_extras:-}" != "$EXTRAS" ]; then
   echo "setup: installing tkds[$EXTRAS] and the tested versions of constraints.txt into $VENV"
-  echo "setup: the first time takes 3 to 6 minutes on 2 cores and 6.6 GB of disk (torch with its CUDA libraries)"
+  echo "setup: the first time takes 3 to 6 minutes on 2 cores and 6.9 GB of disk (torch with its CUDA libraries)"
   started=$SECONDS
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[$EXTRAS]" \
     || fail "pip install failed; see the messages above"
