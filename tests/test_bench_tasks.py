@@ -211,7 +211,7 @@ def test_likes_author_features_predict_planted_followers(separable: pl.DataFrame
         for m in ("r2", "spearman")
         for s in ("author", "content", "combined")
         for t in ("", "_time")
-    }
+    } | {f"r2_pca_{m}{t}" for m in ("ridge", "gbm") for t in ("", "_time")}
     assert set(result) == names
     assert result["r2_author"] >= 0.8
     assert result["r2_author_time"] >= 0.8

@@ -89,7 +89,9 @@ def test_blockwise_tasks_record_every_block(small_blocks: None, tmp_path: Path) 
 def test_likes_outputs_give_both_splits_r2(tmp_path: Path) -> None:
     results = run_tasks(likes_table(900, 24), ["likes"], "video", seed=0)
     r2 = {m for m in results.metrics["likes"] if m.startswith("r2_")}
-    assert r2 == {f"r2_{s}{t}" for s in ("author", "content", "combined") for t in ("", "_time")}
+    assert r2 == {
+        f"r2_{s}{t}" for s in ("author", "content", "combined", "pca_ridge", "pca_gbm") for t in ("", "_time")
+    }
     check_recomputed(results, tmp_path)
 
 

@@ -1,10 +1,10 @@
 """What each leaderboard metric means, which way is better, and the levels that need no model at all.
 
 `describe(task, metric)` reads a metric's name (`linear_top1`, `mAP_excl`, `auroc_iforest_sound`,
-`r2_combined_time`, `NDCG@5_knn_rare`, …) into a sentence and a direction. `baselines(metadata)` computes,
-on the very rows the tasks score, the chance level (a random guess or ranking) and the majority level
-(always the most frequent train class, or the most used train tags for every video) of each metric where
-they are defined.
+`r2_combined_time`, `r2_pca_gbm`, `NDCG@5_knn_rare`, …) into a sentence and a direction.
+`baselines(metadata)` computes, on the very rows the tasks score, the chance level (a random guess or
+ranking) and the majority level (always the most frequent train class, or the most used train tags for
+every video) of each metric where they are defined.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ LIKES_INPUTS = {
     "content": "the embedding alone",
     "combined": "author counts, age and the embedding",
 }
+PCA_MODELS = {"ridge": "ridge", "gbm": "gradient-boosted trees"}
 TAG_SUBSETS = {"": "all tags", "_frequent": "tags used by ≥ 10 train videos", "_rare": "rarer tags"}
 PATTERNS: tuple[tuple[str, re.Pattern[str], object], ...] = (
     (
@@ -85,6 +86,15 @@ PATTERNS: tuple[tuple[str, re.Pattern[str], object], ...] = (
         ),
     ),
     (
+        "likes",
+        re.compile(r"r2_pca_(ridge|gbm)(_time)?"),
+        lambda m: Meaning(
+            f"R² of log(1 + likes) predicted by {PCA_MODELS[m[1]]} from author counts, age and the embedding "
+            f"reduced by PCA to the k dimensions (2–16) best on validation, {SPLITS[m[2] or '']}",
+            HIGHER,
+        ),
+    ),
+    (
         "hashtags",
         re.compile(r"(P|R|NDCG)@(\d+)_(knn|head)(_frequent|_rare)?"),
         lambda m: Meaning(
@@ -119,6 +129,9 @@ def baselines(metadata: pl.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
     for inputs in LIKES_INPUTS:
         for split in SPLITS:
             chance.setdefault("likes", {})[f"r2_{inputs}{split}"] = 0.0
+    for model in PCA_MODELS:
+        for split in SPLITS:
+            chance.setdefault("likes", {})[f"r2_pca_{model}{split}"] = 0.0
     majority["hashtags"] = _frequent_tags(metadata)
     return {"chance": chance, "majority": majority}
 
