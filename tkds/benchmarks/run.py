@@ -414,11 +414,7 @@ def _run_imported(out: Path, spec: ImportSpec, seeds: int, settings: dict, tasks
         started = time.perf_counter()
         try:
             with _warnings_into(cell / WARNINGS_LOG, summary):
-                rows = {}
-                for features in imported.feature_sets:
-                    results = run_tasks(imported.table, tasks, features, seed)
-                    rows[features] = {"metrics": _clean(results.metrics), "skipped": results.skipped}
-                    _write_outputs(cell, features, results)
+                rows = _score(cell, imported.table, imported.feature_sets, tasks, seed)
         except (TkdsError, RuntimeError, ValueError) as error:
             _cell_failed(cell, name, error, summary)
             continue
@@ -445,6 +441,18 @@ def _warnings_into(log: Path, summary: BenchSummary) -> Iterator[None]:
                 summary.warnings += len(caught)
 
 
+def _score(cell: Path, table: pl.DataFrame, feature_sets: Iterable[str], tasks: tuple[str, ...],
+           seed: int) -> dict:  # fmt: skip
+    """Run the tasks on each feature set of `table`, writing each one's per-video outputs into `cell`;
+    returns metrics.json's rows: features → metrics and skipped tasks."""
+    rows = {}
+    for features in feature_sets:
+        results = run_tasks(table, tasks, features, seed)
+        rows[features] = {"metrics": _clean(results.metrics), "skipped": results.skipped}
+        _write_outputs(cell, features, results)
+    return rows
+
+
 def _write_outputs(cell: Path, features: str, results: TaskResults) -> None:
     """The tasks' per-video outputs for `features` into cell/outputs/FEATURES.parquet (tkds.benchmarks.stats),
     before metrics.json marks the cell done; an older file goes when no task recorded any."""
@@ -460,13 +468,11 @@ def _write_outputs(cell: Path, features: str, results: TaskResults) -> None:
 def _reference_cell(metadata: pl.DataFrame, cell: Path, method: str, seed: int, tasks: tuple[str, ...],
                     summary: BenchSummary) -> dict:  # fmt: skip
     started = time.perf_counter()
-    table = reference_table(metadata, REFERENCE_METHODS[method])
-    results = run_tasks(table, tasks, "video", seed)
-    _write_outputs(cell, "video", results)
+    rows = _score(cell, reference_table(metadata, REFERENCE_METHODS[method]), ["video"], tasks, seed)
     summary.add_time("tasks", time.perf_counter() - started)
     return {
         "modality": "metadata",
-        "rows": {"video": {"metrics": _clean(results.metrics), "skipped": results.skipped}},
+        "rows": rows,
         "device": "cpu",
         "wall_s": time.perf_counter() - started,
     }
@@ -488,11 +494,8 @@ def _learned_cell(shards: Path, cell: Path, method: str, recipe, seed: int, task
     table.write_parquet(cell / "embeddings.parquet")
     summary.add_time("embed", time.perf_counter() - mark)
     mark = time.perf_counter()
-    rows = {}
-    for features in _feature_sets(method):
-        results = run_tasks(table, tasks, features, seed)
-        rows[features] = {"metrics": _clean(results.metrics), "skipped": results.skipped}
-        _write_outputs(cell, features, results)
+    rows = _score(cell, table, _feature_sets(method), tasks, seed)
+    for features in rows:
         save_readouts(cell, table, features, seed, tasks)  # what tkds serve serves, before metrics.json
     summary.add_time("tasks", time.perf_counter() - mark)
     return {
