@@ -211,3 +211,54 @@ def test_the_headline_table_is_ranked_by_mean_normalised_score(built_shards: Pat
         text.index("│ ceiling"),
     ]
     assert positions == sorted(positions), text
+
+
+def test_the_content_only_ceiling_sees_the_content_terms_and_the_category_mean_of_the_rest(
+    tmp_path: Path,
+) -> None:
+    from tkds.benchmarks.leaderboard import bayes_row
+
+    rng = np.random.default_rng(0)
+    n, categories = 400, 4
+    category = rng.integers(0, categories, n)
+    content = rng.normal(0, 1.0, n)  # the category, sound and originality terms together
+    author = rng.normal(0, 1.0, n) + 0.5 * category  # what only the author's statistics say
+    terms = [
+        {
+            "intercept": 6.0,
+            "category": c,
+            "sound": 0.0,
+            "originality": 0.0,
+            "followers": a,
+            "skill": 0.0,
+            "age": 0.0,
+            "noise": 0.0,
+        }
+        for c, a in zip(content, author, strict=True)
+    ]
+    log_likes = 6.0 + content + author
+    videos = [
+        {
+            "id": f"v{i}",
+            "category": int(category[i]),
+            "likes_terms": terms[i],
+            "log1p_likes": float(log_likes[i]),
+        }
+        for i in range(n)
+    ]
+    card = tmp_path / "corpus.json"
+    card.write_text(json.dumps({"videos": videos}))
+    metadata = pl.DataFrame({
+        "key": [v["id"] for v in videos],
+        "split": ["test" if i % 2 else "train" for i in range(n)],
+        "likes": np.round(np.expm1(log_likes)).astype(np.int64),
+        "create_time": [None] * n,
+    }, schema_overrides={"create_time": pl.Int64})  # fmt: skip
+    row = bayes_row({"params": {"labels": str(card)}}, metadata)
+    likes = row["metrics"]["likes"]
+    assert likes["r2_combined"]["mean"] > 0.99  # likes is rounded to an integer, nothing else is lost
+    test = np.arange(n) % 2 == 1
+    rest = np.array([author[category == c].mean() for c in range(categories)])[category]
+    expected = r2(np.log1p(metadata["likes"].to_numpy().astype(float))[test], (6.0 + content + rest)[test])
+    assert likes["r2_content"]["mean"] == pytest.approx(expected)
+    assert 0.3 < likes["r2_content"]["mean"] < 0.8  # the author half of the variance is not in content

@@ -173,13 +173,24 @@ def test_retrieval_skips_a_query_whose_only_match_shares_its_sound() -> None:
 
 def test_originality_finds_planted_outliers(separable_originality: dict, noise: pl.DataFrame) -> None:
     result = separable_originality
-    for detector in ("iforest", "lof", "knn"):
+    for detector in ("iforest", "lof", "knn", "iforest_pca", "knn_pca"):
         assert result[f"auroc_{detector}"] >= 0.95
         assert result[f"spearman_truth_{detector}"] > 0.5
         assert {f"spearman_{detector}_sound", f"top_decile_delta_{detector}_hashtag"} <= set(result)
     assert all(math.isfinite(v) for v in result.values())
     # In pure noise the planted "outliers" are like any other video.
     assert originality.run(noise, "video", seed=0)["auroc_knn"] < 0.8
+
+
+def test_reduced_detectors_are_not_swamped_by_a_few_loud_dimensions(separable: pl.DataFrame) -> None:
+    rng = np.random.default_rng(1)
+    video = np.asarray(separable["video"].to_list())
+    loud = rng.normal(scale=20.0, size=(len(video), 6))  # independent noise, 6 dimensions, 20x the scale
+    louder = pl.Series(np.hstack([video, loud]).tolist(), dtype=pl.List(pl.Float32))
+    table = separable.with_columns(video=louder)
+    result = originality.run(table, "video", seed=0)
+    assert result["auroc_knn"] < 0.7  # the cosine is the loud dimensions'
+    assert result["auroc_knn_pca"] >= 0.95 and result["auroc_iforest_pca"] >= 0.9
 
 
 def test_originality_sees_likes_fall_with_originality_within_author(

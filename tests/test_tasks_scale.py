@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import RidgeCV
-from sklearn.neighbors import LocalOutlierFactor
+from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -122,6 +122,10 @@ def test_lof_and_knn_match_scikit_learn_and_the_full_matrix(
     np.fill_diagonal(cosines, -np.inf)
     nearest = -np.sort(-cosines, axis=1)[:, : originality.KNN_K]
     assert scores["knn"] == pytest.approx((1 - nearest).mean(axis=1), abs=1e-5)
+    reduced = originality.reduced(x)
+    assert reduced.shape == (len(x), originality.PCA_DIMS)
+    distances, _ = NearestNeighbors(n_neighbors=originality.KNN_K + 1).fit(reduced).kneighbors(reduced)
+    assert scores["knn_pca"] == pytest.approx(distances[:, 1:].mean(axis=1), rel=1e-6)
 
 
 def test_hashtag_blocks_give_the_whole_matrix_metrics(small_blocks: None) -> None:

@@ -29,7 +29,13 @@ class Meaning(NamedTuple):
 
 SPLITS = {"": "author-disjoint test split", "_time": "time-forward split (newest 20 % of videos)"}
 COHORTS = {"": "over all videos", "_sound": "within sound cohorts", "_hashtag": "within hashtag cohorts"}
-DETECTORS = {"iforest": "IsolationForest", "lof": "LocalOutlierFactor", "knn": "mean kNN distance"}
+DETECTORS = {
+    "iforest": "IsolationForest",
+    "lof": "LocalOutlierFactor",
+    "knn": "mean kNN distance",
+    "iforest_pca": "IsolationForest on standardised PCA-16 features",
+    "knn_pca": "mean kNN distance on standardised PCA-16 features",
+}
 LIKES_INPUTS = {
     "author": "author counts and video age",
     "content": "the embedding alone",
@@ -64,7 +70,9 @@ PATTERNS: tuple[tuple[str, re.Pattern[str], object], ...] = (
     ),
     (
         "originality",
-        re.compile(r"(auroc|spearman_truth|spearman|top_decile_delta)_(iforest|lof|knn)(_sound|_hashtag)?"),
+        re.compile(
+            r"(auroc|spearman_truth|spearman|top_decile_delta)_(iforest_pca|knn_pca|iforest|lof|knn)(_sound|_hashtag)?"
+        ),
         lambda m: Meaning(
             {
                 "auroc": "AUROC of the score against the planted outliers",

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 import tkds
-from tkds.benchmarks.features import embedding
+from tkds.benchmarks.features import embedding, l2_normalise
 from tkds.benchmarks.glossary import HIGHER, baselines, describe
 from tkds.benchmarks.leaderboard import (
     HEADLINE,
@@ -207,7 +207,7 @@ def _embedding_figures(out: Path, best: dict) -> tuple[str, str]:
     import matplotlib.pyplot as plt
     from sklearn.decomposition import PCA
 
-    from tkds.benchmarks.tasks.originality import detector_scores
+    from tkds.benchmarks.tasks.originality import Forest
 
     table = pl.read_parquet(out / best["method"] / "seed0" / "embeddings.parquet")
     x = embedding(table, best["features"])
@@ -222,7 +222,8 @@ def _embedding_figures(out: Path, best: dict) -> tuple[str, str]:
     axis.set_ylabel("second principal component", fontsize=8)
     embedding_map = _png(figure)
 
-    score = detector_scores(x, seed=0)["iforest"]
+    unit = l2_normalise(x)  # as the originality task scores it
+    score = Forest.fit(unit, seed=0).score(unit)
     likes = table["likes"].to_numpy().astype(float)
     authors = table["author_id"].fill_null("").to_numpy()
     known = np.isfinite(likes)

@@ -4,7 +4,10 @@ Every detector is fitted and scored on the whole table: it is label-free, so not
 ground truth leaks, and each video is judged against the full corpus.
 - iforest: IsolationForest (200 trees), −score_samples;
 - lof: LocalOutlierFactor (20 neighbours), −negative_outlier_factor_ (a video is not its own neighbour);
-- knn: mean cosine distance to the 10 nearest other videos (DN2).
+- knn: mean cosine distance to the 10 nearest other videos (DN2);
+- iforest_pca, knn_pca: the same IsolationForest, and the mean Euclidean distance to the 10 nearest other
+  videos, on the embedding standardised per dimension and reduced by PCA to its top PCA_DIMS components
+  (fitted on every row: label-free), so that a few wide, noisy dimensions cannot dominate either.
 Each score is read globally and within cohorts: sound (music_id) and hashtag (the first hashtag). Within a
 cohort a video's score is z-scored among the cohort's videos; a video in a cohort of fewer than 5 (or with
 none) gets its z-score among all videos instead, so both sit on one scale.
@@ -29,6 +32,7 @@ from sklearn.ensemble._iforest import _average_path_length
 
 from tkds.benchmarks.features import codes, column, embedding, l2_normalise, top_k_scores
 from tkds.benchmarks.metrics import auroc, author_demeaned_spearman, demean_within, spearman, top_decile_delta
+from tkds.benchmarks.tasks.likes import pca_scores
 from tkds.benchmarks.tasks.per_video import Outputs, record
 
 NAME = "originality"
@@ -38,6 +42,7 @@ LOF_K = 20
 KNN_K = 10
 MIN_COHORT = 5
 MIN_ROWS = 10
+PCA_DIMS = 16
 
 
 def _targets(table: pl.DataFrame) -> dict[str, np.ndarray]:
@@ -194,9 +199,27 @@ def _neighbour_scores(x: np.ndarray) -> dict[str, np.ndarray]:
     return {"lof": local_outlier_factor(x, lof_neighbours), "knn": (1.0 - sims[:, :knn_k]).mean(axis=1)}
 
 
+def reduced(x: np.ndarray, k: int = PCA_DIMS) -> np.ndarray:
+    """`x` standardised per column (a constant column stays 0) and projected on its top k principal
+    components, at most one fewer than its rows."""
+    x = np.asarray(x, dtype=np.float64)
+    spread = x.std(axis=0)
+    z = (x - x.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    return pca_scores(z, np.ones(len(z), dtype=bool), max(1, min(k, z.shape[1], len(z) - 1)))
+
+
+def _reduced_scores(x: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """IsolationForest and mean Euclidean kNN distance on the standardised, PCA-reduced `x`."""
+    p = reduced(x)
+    knn_k = min(KNN_K, len(p) - 1)
+    bias = -np.einsum("id,id->i", p, p) / 2  # argmax_j (x·y_j − ‖y_j‖² / 2) = argmin_j ‖x − y_j‖
+    neighbours, _ = top_k_scores(p, p, knn_k, exclude_self=True, gallery_bias=bias)
+    return {"iforest_pca": Forest.fit(p, seed).score(p), "knn_pca": _euclidean(p, neighbours).mean(axis=1)}
+
+
 def detector_scores(x: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """Anomaly scores of each row of the L2-normalised `x` against all rows; higher = more atypical."""
-    return {"iforest": Forest.fit(x, seed).score(x), **_neighbour_scores(x)}
+    return {"iforest": Forest.fit(x, seed).score(x), **_neighbour_scores(x), **_reduced_scores(x, seed)}
 
 
 def _zscore(values: np.ndarray) -> np.ndarray:
@@ -232,7 +255,11 @@ def run(table: pl.DataFrame, features: str, seed: int, outputs: Outputs = None) 
     likes, outlier, original = rows["likes"], rows["is_outlier"], rows["originality"]
     metrics = {}
     x = l2_normalise(embedding(table, features))
-    scores = {"iforest": _fit(table, features, x, seed).corpus_scores, **_neighbour_scores(x)}
+    scores = {
+        "iforest": _fit(table, features, x, seed).corpus_scores,
+        **_neighbour_scores(x),
+        **_reduced_scores(embedding(table, features), seed),
+    }
     for detector, raw in scores.items():
         scopes = {"": raw, **{f"_{scope}": cohort_relative(raw, c) for scope, c in cohorts.items()}}
         for suffix, score in scopes.items():
