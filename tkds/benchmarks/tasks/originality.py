@@ -173,10 +173,7 @@ def fit_readout(table: pl.DataFrame, features: str, seed: int) -> OriginalityRea
     """The forest fitted on every row's normalised embedding; None when the task cannot run."""
     if skip_reason(table) is not None:
         return None
-    return _fit(table, features, l2_normalise(embedding(table, features)), seed)
-
-
-def _fit(table: pl.DataFrame, features: str, x: np.ndarray, seed: int) -> OriginalityReadout:
+    x = l2_normalise(embedding(table, features))
     forest = Forest.fit(x, seed)
     keys = np.array(column(table, "key").cast(pl.String).fill_null("").to_list(), dtype=str)
     return OriginalityReadout(features, forest, keys, forest.score(x))
@@ -218,8 +215,15 @@ def _reduced_scores(x: np.ndarray, seed: int) -> dict[str, np.ndarray]:
 
 
 def detector_scores(x: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """Anomaly scores of each row of the L2-normalised `x` against all rows; higher = more atypical."""
-    return {"iforest": Forest.fit(x, seed).score(x), **_neighbour_scores(x), **_reduced_scores(x, seed)}
+    """Anomaly scores of each row of the embedding `x` against all rows; higher = more atypical.
+    iforest, lof and knn read its L2-normalised rows (the iforest is `fit_readout`'s forest), the _pca
+    detectors its standardised PCA reduction."""
+    unit = l2_normalise(x)
+    return {
+        "iforest": Forest.fit(unit, seed).score(unit),
+        **_neighbour_scores(unit),
+        **_reduced_scores(x, seed),
+    }
 
 
 def _zscore(values: np.ndarray) -> np.ndarray:
@@ -238,9 +242,8 @@ def cohort_relative(scores: np.ndarray, cohorts: np.ndarray) -> np.ndarray:
 
 
 def run(table: pl.DataFrame, features: str, seed: int, outputs: Outputs = None) -> dict[str, float]:
-    """Each detector's scores, globally and per cohort, against log likes and the ground truth; the
-    iforest scores are those of `fit_readout`'s forest. The AUROCs' per-video outputs are appended to
-    `outputs` when given."""
+    """Each detector's scores (`detector_scores`), globally and per cohort, against log likes and the
+    ground truth. The AUROCs' per-video outputs are appended to `outputs` when given."""
     if skip_reason(table) is not None:
         return {}
     rows = _targets(table)
@@ -254,12 +257,7 @@ def run(table: pl.DataFrame, features: str, seed: int, outputs: Outputs = None) 
     }
     likes, outlier, original = rows["likes"], rows["is_outlier"], rows["originality"]
     metrics = {}
-    x = l2_normalise(embedding(table, features))
-    scores = {
-        "iforest": _fit(table, features, x, seed).corpus_scores,
-        **_neighbour_scores(x),
-        **_reduced_scores(embedding(table, features), seed),
-    }
+    scores = detector_scores(embedding(table, features), seed)
     for detector, raw in scores.items():
         scopes = {"": raw, **{f"_{scope}": cohort_relative(raw, c) for scope, c in cohorts.items()}}
         for suffix, score in scopes.items():
